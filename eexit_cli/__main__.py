@@ -1,0 +1,4 @@
+from eexit_cli.cli.main import main
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
