@@ -1,0 +1,144 @@
+"""Hard-threshold early-exit inference, replayed on recorded per-exit outputs.
+
+The rule (paper, "Problem Formulation"): a sample leaves at the first exit
+``n < N`` whose confidence is strictly above ``t_n``; a sample that passes every
+early exit is answered by the last exit ``N``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """Outcome of hard-threshold inference on one split.
+
+    Attributes
+    ----------
+    exit_index : ndarray of int, shape (M,)
+        0-based exit at which each sample leaves.
+    accuracy : float
+        Fraction of samples answered correctly by the exit they leave at.
+    mean_latency : float
+        ``sum_n d_n * fraction_n``, in the unit of ``costs``.
+    fraction : ndarray, shape (N,)
+        Fraction of samples leaving at each exit.
+    exit_accuracy : ndarray, shape (N,)
+        Accuracy of the samples leaving at each exit (NaN where none leave).
+    """
+
+    exit_index: np.ndarray
+    accuracy: float
+    mean_latency: float
+    fraction: np.ndarray
+    exit_accuracy: np.ndarray
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.exit_index.shape[0])
+
+    def per_exit(self) -> list[dict]:
+        """Per-exit fractions and accuracies as JSON-ready dicts (NaN -> None)."""
+        counts = np.rint(self.fraction * self.n_samples).astype(int)
+        return [
+            {
+                "exit": n + 1,
+                "fraction": float(f),
+                "count": int(c),
+                "accuracy": None if np.isnan(a) else float(a),
+            }
+            for n, (f, c, a) in enumerate(zip(self.fraction, counts, self.exit_accuracy))
+        ]
+
+
+def check_problem(scores, correct, costs=None):
+    """Validate and normalise the (scores, correct, costs) triple used everywhere.
+
+    Returns float64 scores (N, M), bool correct (N, M) and float64 costs (N,).
+    Raises ``ValueError`` naming the offending parameter.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    correct = np.asarray(correct)
+    if scores.ndim != 2:
+        raise ValueError(f"scores must be a 2-D array (exits x samples), got shape {scores.shape}")
+    n_exits, n_samples = scores.shape
+    if n_exits < 2:
+        raise ValueError(f"scores must have at least 2 exits, got {n_exits}")
+    if n_samples < 1:
+        raise ValueError("scores has no samples")
+    if correct.shape != scores.shape:
+        raise ValueError(f"correct has shape {correct.shape}, expected {scores.shape} like scores")
+    if not np.all(np.isfinite(scores)):
+        raise ValueError("scores contains NaN or Inf")
+    correct = correct.astype(bool, copy=False)
+    if costs is None:
+        return scores, correct, None
+    costs = np.asarray(costs, dtype=np.float64)
+    if costs.shape != (n_exits,):
+        raise ValueError(f"costs must have one entry per exit ({n_exits}), got shape {costs.shape}")
+    if not np.all(np.isfinite(costs)) or np.any(costs <= 0):
+        raise ValueError("costs must be positive and finite")
+    return scores, correct, costs
+
+
+def exit_indices(scores: np.ndarray, thresholds) -> np.ndarray:
+    """0-based exit taken by every sample under hard thresholds.
+
+    One pass per early exit over the samples that are still undecided, so the
+    cost is O(N*M) with no Python loop over samples.
+    """
+    scores = np.asarray(scores)
+    thresholds = np.asarray(thresholds, dtype=np.float64)
+    n_exits, n_samples = scores.shape
+    if thresholds.shape != (n_exits - 1,):
+        raise ValueError(
+            f"thresholds must have N-1 = {n_exits - 1} entries, got shape {thresholds.shape}"
+        )
+    out = np.full(n_samples, n_exits - 1, dtype=np.intp)
+    undecided = np.arange(n_samples)
+    for n in range(n_exits - 1):
+        leaves = scores[n, undecided] > thresholds[n]
+        out[undecided[leaves]] = n
+        undecided = undecided[~leaves]
+        if undecided.size == 0:
+            break
+    return out
+
+
+def replay(scores, correct, thresholds, costs) -> ReplayResult:
+    """Replay hard-threshold early-exit inference.
+
+    Parameters
+    ----------
+    scores : array_like, shape (N, M)
+        Confidence of exit n on sample m (higher = more confident).
+    correct : array_like of bool, shape (N, M)
+        Whether exit n's top-1 prediction for sample m is right.
+    thresholds : array_like, shape (N-1,)
+        ``t_1 .. t_{N-1}``; the last exit always answers.
+    costs : array_like, shape (N,)
+        ``d_1 .. d_N``, the latency of inference that stops at each exit.
+
+    Returns
+    -------
+    ReplayResult
+    """
+    scores, correct, costs = check_problem(scores, correct, costs)
+    n_exits, n_samples = scores.shape
+    idx = exit_indices(scores, thresholds)
+    counts = np.bincount(idx, minlength=n_exits)
+    hits_per_sample = correct[idx, np.arange(n_samples)]
+    hits = np.bincount(idx, weights=hits_per_sample, minlength=n_exits)
+    fraction = counts / n_samples
+    with np.errstate(invalid="ignore", divide="ignore"):
+        exit_acc = np.where(counts > 0, hits / np.maximum(counts, 1), np.nan)
+    return ReplayResult(
+        exit_index=idx,
+        accuracy=float(hits.sum() / n_samples),
+        mean_latency=float(fraction @ costs),
+        fraction=fraction,
+        exit_accuracy=exit_acc,
+    )
