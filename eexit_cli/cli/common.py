@@ -1,0 +1,141 @@
+"""Pieces shared by every subcommand: exit codes, consoles, output and budget options."""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import sys
+from typing import Iterator
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from eexit_cli.io.atomic import write_json
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class ExitCode(enum.IntEnum):
+    """Exit codes of every ``eexit`` command."""
+
+    OK = 0
+    """Success; for ``evaluate``: within budget and above the accuracy gate."""
+    GATE_FAILED = 1
+    """``evaluate``: mean latency over budget (beyond tolerance) or accuracy below the gate."""
+    INPUT_ERROR = 2
+    """Usage error or unusable input (file, dataset, option, value); nothing was written."""
+    INFEASIBLE = 3
+    """The budget cannot be met (below the fastest exit) or cannot be certified."""
+    INTERRUPTED = 130
+    """Interrupted (Ctrl-C); nothing was written."""
+    INTERNAL_ERROR = 70
+    """A bug: please report it with the output of ``--debug``."""
+
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 ok; 1 budget violated or accuracy below the gate (evaluate); "
+    "2 usage or input error; 3 budget cannot be met or certified; 130 interrupted; "
+    "70 internal error (rerun with --debug)."
+)
+
+
+class State:
+    """Per-invocation settings shared by the subcommands (set by the group)."""
+
+    def __init__(self, quiet: bool = False, debug: bool = False):
+        self.quiet = quiet
+        self.debug = debug
+        self.err = Console(stderr=True, quiet=quiet, highlight=False, soft_wrap=False)
+
+    @property
+    def interactive(self) -> bool:
+        return self.err.is_terminal and not self.quiet
+
+
+def get_state(ctx: click.Context | None = None) -> State:
+    ctx = ctx or click.get_current_context()
+    root = ctx.find_root()
+    if not isinstance(root.obj, State):
+        root.obj = State()
+    return root.obj
+
+
+def stdout_is_terminal() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def output_option(help_text: str = "Write the JSON here ('-' = stdout). Default: stdout."):
+    """The shared ``-o/--output`` option."""
+    return click.option(
+        "-o",
+        "--output",
+        "output",
+        type=click.Path(dir_okay=False, writable=True, allow_dash=True),
+        default=None,
+        help=help_text,
+    )
+
+
+def write_json_output(data, output: str | None) -> None:
+    """Write a result to ``output`` (atomically) or to stdout when it is None or '-'."""
+    write_json(data, "-" if output in (None, "-") else output)
+
+
+@contextlib.contextmanager
+def progress(description: str, total: int | None = None) -> Iterator:
+    """A progress bar on stderr; a no-op callback when stderr is not a terminal or --quiet.
+
+    Yields ``update(done, total=None)``.
+    """
+    state = get_state()
+    if not state.interactive:
+        yield lambda done, total=None: None
+        return
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=state.err,
+        transient=True,
+    )
+    with bar:
+        task = bar.add_task(description, total=total)
+
+        def update(done, total=None):
+            if total is not None:
+                bar.update(task, total=total)
+            bar.update(task, completed=done)
+
+        yield update
+
+
+def _set_quiet(ctx, param, value):
+    if value:
+        state = get_state(ctx)
+        state.quiet = True
+        state.err.quiet = True
+    return value
+
+
+def _set_debug(ctx, param, value):
+    if value:
+        get_state(ctx).debug = True
+    return value
+
+
+def global_options(func):
+    """``--quiet`` and ``--debug``, accepted before or after the subcommand name."""
+    func = click.option(
+        "-q", "--quiet", is_flag=True, expose_value=False, is_eager=True, callback=_set_quiet,
+        help="No tables, progress bars or notes on stderr (errors are still printed).",
+    )(func)
+    func = click.option(
+        "--debug", is_flag=True, expose_value=False, is_eager=True, callback=_set_debug,
+        help="Show the full traceback of an error.",
+    )(func)
+    return func

@@ -1,0 +1,257 @@
+"""``eexit evaluate``: replay hard thresholds on a split and gate on the budget."""
+
+from __future__ import annotations
+
+import math
+
+import click
+import numpy as np
+from rich.table import Table
+
+from eexit_cli.cli.common import (
+    CONTEXT_SETTINGS,
+    EXIT_CODES_HELP,
+    ExitCode,
+    get_state,
+    global_options,
+    stdout_is_terminal,
+    write_json_output,
+)
+from eexit_cli.core.latency import parse_budget, parse_fraction
+from eexit_cli.core.replay import replay
+from eexit_cli.errors import InputError
+from eexit_cli.io.exits import read_exits
+from eexit_cli.io.jsonfiles import read_latency, read_thresholds_or_frontier
+
+EVALUATION_FORMAT = "eexit.evaluation/v1"
+
+
+def _fmt(x, digits=4) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{x:.{digits}g}"
+
+
+def evaluate_set(ts, outputs, *, latency, budget, tolerance, min_accuracy) -> dict:
+    """Replay one threshold set and build its JSON report."""
+    res = replay(outputs.scores, outputs.correct, ts.thresholds, latency.per_exit)
+    violation = None if budget is None else (res.mean_latency - budget) / budget
+    within = bool(violation is None or violation <= tolerance)
+    acc_ok = bool(min_accuracy is None or res.accuracy >= min_accuracy)
+    per_exit = res.per_exit()
+    for row, name, cost in zip(per_exit, outputs.exit_names, latency.per_exit):
+        row["name"] = name
+        row["latency"] = float(cost)
+    report = {
+        "accuracy": res.accuracy,
+        "mean_latency": res.mean_latency,
+        "budget": budget,
+        "violation": violation,
+        "unit": latency.unit,
+        "tolerance": tolerance,
+        "within_budget": within,
+        "min_accuracy": min_accuracy,
+        "accuracy_ok": acc_ok,
+        "passed": bool(within and acc_ok),
+        "thresholds": [float(t) for t in ts.thresholds],
+        "per_exit": per_exit,
+    }
+    tuning = ts.raw.get("tuning") if isinstance(ts.raw.get("tuning"), dict) else {}
+    if tuning:
+        report["method"] = tuning.get("method")
+        report["tuning_accuracy"] = tuning.get("accuracy")
+        report["tuning_mean_latency"] = tuning.get("mean_latency")
+    guarantee = tuning.get("guarantee") if tuning else None
+    if isinstance(guarantee, dict):
+        report["certified"] = {
+            "level": guarantee.get("level"),
+            "upper_bound": guarantee.get("upper_bound"),
+            "bound": guarantee.get("bound"),
+        }
+    return report
+
+
+def _table(reports: list[dict], unit: str, console) -> None:
+    multi = len(reports) > 1
+    if multi:
+        t = Table(title="Evaluation per budget", title_justify="left")
+        for col in ("budget", "method", "accuracy", f"mean latency [{unit}]", "violation", "certified bound", "verdict"):
+            t.add_column(col, justify="right")
+        for r in reports:
+            cert = r.get("certified")
+            t.add_row(
+                _fmt(r["budget"]),
+                str(r.get("method") or "-"),
+                f"{r['accuracy']:.4f}",
+                _fmt(r["mean_latency"]),
+                "-" if r["violation"] is None else f"{100 * r['violation']:+.2f}%",
+                _fmt(cert.get("upper_bound")) if cert else "-",
+                "[green]pass[/]" if r["passed"] else "[red]FAIL[/]",
+            )
+        console.print(t)
+        return
+    r = reports[0]
+    t = Table(title="Per-exit outcome", title_justify="left")
+    for col in ("exit", "name", f"latency [{unit}]", "threshold", "exiting", "fraction", "accuracy"):
+        t.add_column(col, justify="right")
+    thr = r["thresholds"] + [None]
+    for row, th in zip(r["per_exit"], thr):
+        t.add_row(
+            str(row["exit"]),
+            row["name"],
+            _fmt(row["latency"]),
+            "(last)" if th is None else _fmt(th, 6),
+            str(row["count"]),
+            f"{row['fraction']:.4f}",
+            _fmt(row["accuracy"]),
+        )
+    console.print(t)
+    lines = [
+        f"accuracy      {r['accuracy']:.4f}"
+        + ("" if r["min_accuracy"] is None else f"   (gate >= {r['min_accuracy']:.4f})"),
+        f"mean latency  {_fmt(r['mean_latency'], 6)} {unit}",
+    ]
+    if r["budget"] is not None:
+        lines.append(f"budget        {_fmt(r['budget'], 6)} {unit}")
+        lines.append(
+            f"violation     {100 * r['violation']:+.2f}%   (tolerance {100 * r['tolerance']:.2f}%)"
+        )
+    if r.get("certified"):
+        c = r["certified"]
+        lines.append(
+            f"certified     mean latency <= {_fmt(c.get('upper_bound'), 6)} {unit} with "
+            f"probability >= {_fmt(c.get('level'))} ({c.get('bound')})"
+        )
+    console.print("\n".join(lines), markup=False)
+
+
+@click.command("evaluate", context_settings=CONTEXT_SETTINGS, epilog=EXIT_CODES_HELP)
+@click.argument("split", type=click.Path(dir_okay=False))
+@click.argument("thresholds", type=click.Path(dir_okay=False))
+@click.option("--budget", "budget_text", metavar="GAMMA",
+              help="Override the budget: a mean latency in the profile's unit, or a percentage of "
+                   "the last exit's latency (e.g. 60%).")
+@click.option("--latency", "latency_path", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Override the latency profile stored in THRESHOLDS (e.g. one measured on the "
+                   "deployment machine by `eexit profile`).")
+@click.option("--tolerance", "tolerance_text", default="0%", show_default=True, metavar="FRACTION",
+              help="Allowed relative excess over the budget before the gate fails (2% or 0.02).")
+@click.option("--min-accuracy", "min_accuracy_text", metavar="FRACTION",
+              help="Also fail (exit 1) when accuracy is below this (0.9 or 90%).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the JSON report on stdout (the default when stdout is not a terminal).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+              help="Also write the JSON report to this file (atomically; '-' = stdout).")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, metavar="FILE.png",
+              help="Draw accuracy against mean latency (needs the 'plot' extra).")
+@global_options
+def evaluate(split, thresholds, budget_text, latency_path, tolerance_text, min_accuracy_text,
+             as_json, output, plot_path):
+    """Replay thresholds on a split and check the latency budget.
+
+    SPLIT is an exit-outputs HDF5 file (usually the test split); THRESHOLDS is the
+    JSON written by `eexit tune` (a single threshold set or a frontier). Each sample
+    leaves at the first exit whose confidence is strictly above its threshold; the
+    last exit answers the rest. Reports accuracy, mean latency, the budget and the
+    violation (mean latency - budget) / budget, and the share and accuracy of the
+    samples leaving at each exit.
+
+    The exit code gates a CI job: 0 when the mean latency is within the budget (plus
+    --tolerance) and accuracy is at least --min-accuracy, 1 when not.
+
+    \b
+    Example:
+      eexit evaluate test.h5 thresholds.json --tolerance 1% --min-accuracy 0.9
+    """
+    state = get_state()
+    fmt, sets, raw = read_thresholds_or_frontier(thresholds)
+    try:
+        tolerance = parse_fraction(tolerance_text, "--tolerance")
+        min_accuracy = None if min_accuracy_text is None else parse_fraction(min_accuracy_text, "--min-accuracy")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if min_accuracy is not None and min_accuracy > 1:
+        raise click.BadParameter(f"--min-accuracy must be at most 1 (100%), got {min_accuracy_text!r}")
+    if budget_text is not None and len(sets) > 1:
+        raise click.BadParameter(
+            "cannot override the budget of a frontier file (each entry has its own budget)",
+            param_hint="--budget",
+        )
+    latency_override = read_latency(latency_path) if latency_path else None
+
+    cache: dict[str, object] = {}
+    reports = []
+    for ts in sets:
+        latency = latency_override or ts.latency
+        if latency.n_exits != ts.n_exits:
+            raise InputError(
+                f"{latency_path}: the latency profile has {latency.n_exits} exits but the thresholds "
+                f"in {thresholds} are for {ts.n_exits} exits (N disagrees)"
+            )
+        if budget_text is not None:
+            try:
+                budget = parse_budget(budget_text, latency.per_exit)
+            except ValueError as exc:
+                raise click.BadParameter(str(exc), param_hint="--budget") from None
+        else:
+            budget = ts.budget
+        if ts.confidence not in cache:
+            cache[ts.confidence] = read_exits(split, confidence=ts.confidence)
+        outputs = cache[ts.confidence]
+        if outputs.n_exits != ts.n_exits:
+            raise InputError(
+                f"{split}: has {outputs.n_exits} exits but {thresholds} holds thresholds for "
+                f"{ts.n_exits} exits (N disagrees)"
+            )
+        reports.append(
+            evaluate_set(ts, outputs, latency=latency, budget=budget, tolerance=tolerance,
+                         min_accuracy=min_accuracy)
+        )
+
+    first = next(iter(cache.values()))
+    unit = (latency_override or sets[0].latency).unit
+    passed = all(r["passed"] for r in reports)
+    result = {
+        "format": EVALUATION_FORMAT,
+        "split": str(split),
+        "thresholds_file": str(thresholds),
+        "samples": first.n_samples,
+        "confidence": first.confidence,
+        "passed": passed,
+    }
+    if fmt == "eexit.frontier/v1":
+        result["entries"] = reports
+    else:
+        result.update(reports[0])
+
+    if plot_path is not None:
+        from eexit_cli.cli.plots import plot_evaluation
+
+        plot_evaluation(reports, unit, plot_path)
+
+    if state.err.is_terminal and not state.quiet:
+        _table(reports, unit, state.err)
+    if as_json or output == "-" or (output is None and not stdout_is_terminal()):
+        write_json_output(result, "-")
+    if output not in (None, "-"):
+        write_json_output(result, output)
+    n_fail = sum(not r["passed"] for r in reports)
+    if not state.quiet:
+        if passed:
+            state.err.print(
+                f"[green]PASS[/]: {len(reports)} threshold set(s) within budget"
+                + ("" if min_accuracy is None else " and accuracy gate"),
+                highlight=False,
+            )
+        else:
+            worst = max((r for r in reports if not r["passed"]), key=lambda r: r["violation"] or 0)
+            why = []
+            if not worst["within_budget"]:
+                why.append(f"mean latency {_fmt(worst['mean_latency'], 6)} {unit} is "
+                           f"{100 * worst['violation']:+.2f}% over budget {_fmt(worst['budget'], 6)}")
+            if not worst["accuracy_ok"]:
+                why.append(f"accuracy {worst['accuracy']:.4f} < {worst['min_accuracy']:.4f}")
+            state.err.print(f"[red]FAIL[/]: {n_fail} of {len(reports)} set(s); " + "; ".join(why),
+                            highlight=False)
+    if not passed:
+        click.get_current_context().exit(ExitCode.GATE_FAILED)

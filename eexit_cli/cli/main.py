@@ -1,0 +1,124 @@
+"""The ``eexit`` command group: global options and the translation of errors into
+one-line messages and documented exit codes."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from eexit_cli import __version__
+from eexit_cli.cli.common import CONTEXT_SETTINGS, EXIT_CODES_HELP, ExitCode, State, get_state, global_options
+from eexit_cli.errors import EexitError, InfeasibleBudgetError
+
+
+def _error(message: str) -> None:
+    click.echo(f"eexit: error: {message}", err=True)
+
+
+class EexitGroup(click.Group):
+    """A click group that turns library errors into one line and an exit code."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            where = f"{exc.ctx.command_path}: " if exc.ctx is not None else ""
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            _error(f"{where}{exc.format_message()}{hint}")
+            sys.exit(ExitCode.INPUT_ERROR)
+        except click.ClickException as exc:
+            _error(exc.format_message())
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            _error("interrupted; nothing was written")
+            sys.exit(ExitCode.INTERRUPTED)
+        sys.exit(code if isinstance(code, int) else 0)
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt:
+            _error("interrupted; nothing was written")
+            ctx.exit(ExitCode.INTERRUPTED)
+        except BrokenPipeError:
+            # the reader of our stdout went away (e.g. `| head`): not our failure
+            try:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+            except (OSError, ValueError, AttributeError):
+                pass
+            ctx.exit(ExitCode.OK)
+        except Exception as exc:  # translated at the edge, see STYLE: errors
+            if get_state().debug:
+                raise
+            if isinstance(exc, InfeasibleBudgetError):
+                _error(str(exc))
+                ctx.exit(ExitCode.INFEASIBLE)
+            if isinstance(exc, (EexitError, ValueError)):
+                _error(str(exc))
+                ctx.exit(ExitCode.INPUT_ERROR)
+            if isinstance(exc, OSError):
+                name = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+                _error(f"{name}{exc.strerror or exc}")
+                ctx.exit(ExitCode.INPUT_ERROR)
+            if isinstance(exc, MemoryError):
+                _error("out of memory; try a smaller file or fewer budgets")
+                ctx.exit(ExitCode.INTERNAL_ERROR)
+            _error(f"internal error ({type(exc).__name__}: {exc}); rerun with --debug for the traceback")
+            ctx.exit(ExitCode.INTERNAL_ERROR)
+
+
+@click.group(
+    cls=EexitGroup,
+    context_settings=CONTEXT_SETTINGS,
+    epilog=EXIT_CODES_HELP,
+)
+@click.version_option(__version__, "-V", "--version", prog_name="eexit")
+@global_options
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Latency-aware early-exit inference.
+
+    An early-exit model answers at the first exit whose confidence is above
+    that exit's threshold. eexit picks the thresholds that maximise accuracy
+    under a mean-latency budget (Tan et al., AAAI 2021) and checks them:
+
+    \b
+      eexit profile model.onnx -o latency.json          # per-exit latency d_n
+      eexit tune val.h5 --latency latency.json --budget 60% -o thresholds.json
+      eexit evaluate test.h5 thresholds.json            # exit 1 if over budget
+
+    Run `eexit COMMAND --help` for each command; file formats are in docs/formats.md.
+    """
+    if not isinstance(ctx.obj, State):
+        ctx.obj = State()
+
+
+def _register() -> None:
+    from eexit_cli.cli.evaluate import evaluate
+
+    cli.add_command(evaluate)
+    for modname, attr in (
+        ("eexit_cli.cli.tune", "tune"),
+        ("eexit_cli.cli.profile_cmd", "profile"),
+    ):
+        try:
+            module = __import__(modname, fromlist=[attr])
+        except ModuleNotFoundError as exc:
+            if exc.name == modname:
+                continue
+            raise
+        cli.add_command(getattr(module, attr))
+
+
+_register()
+
+
+def main() -> None:
+    cli.main(prog_name="eexit")
