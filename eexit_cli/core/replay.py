@@ -87,8 +87,8 @@ def check_problem(scores, correct, costs=None):
 def exit_indices(scores: np.ndarray, thresholds) -> np.ndarray:
     """0-based exit taken by every sample under hard thresholds.
 
-    One pass per early exit over the samples that are still undecided, so the
-    cost is O(N*M) with no Python loop over samples.
+    One vectorised comparison per early exit and a first-True search over exits,
+    so the cost is O(N*M) with no Python loop over samples.
     """
     scores = np.asarray(scores)
     thresholds = np.asarray(thresholds, dtype=np.float64)
@@ -97,15 +97,9 @@ def exit_indices(scores: np.ndarray, thresholds) -> np.ndarray:
         raise ValueError(
             f"thresholds must have N-1 = {n_exits - 1} entries, got shape {thresholds.shape}"
         )
-    out = np.full(n_samples, n_exits - 1, dtype=np.intp)
-    undecided = np.arange(n_samples)
-    for n in range(n_exits - 1):
-        leaves = scores[n, undecided] > thresholds[n]
-        out[undecided[leaves]] = n
-        undecided = undecided[~leaves]
-        if undecided.size == 0:
-            break
-    return out
+    leaves = scores[:-1] > thresholds[:, None]  # (N-1, M): would leave at exit n if reached
+    first = leaves.argmax(axis=0)  # first exit whose test passes (0 when none does)
+    return np.where(leaves.any(axis=0), first, n_exits - 1).astype(np.intp, copy=False)
 
 
 def replay(scores, correct, thresholds, costs) -> ReplayResult:
@@ -130,8 +124,7 @@ def replay(scores, correct, thresholds, costs) -> ReplayResult:
     n_exits, n_samples = scores.shape
     idx = exit_indices(scores, thresholds)
     counts = np.bincount(idx, minlength=n_exits)
-    hits_per_sample = correct[idx, np.arange(n_samples)]
-    hits = np.bincount(idx, weights=hits_per_sample, minlength=n_exits)
+    hits = np.bincount(idx, weights=correct[idx, np.arange(n_samples)], minlength=n_exits)
     fraction = counts / n_samples
     with np.errstate(invalid="ignore", divide="ignore"):
         exit_acc = np.where(counts > 0, hits / np.maximum(counts, 1), np.nan)
