@@ -78,7 +78,14 @@ def _open(path: str):
     try:
         return h5py.File(path, "r")
     except OSError as exc:
-        reason = str(exc).split("(")[0].strip().rstrip(",") or "unreadable"
+        # h5py says "Unable to ... open file (<detail>)"; the detail is what helps
+        text = str(exc)
+        detail = text[text.find("(") + 1:text.rfind(")")] if "(" in text else text
+        if detail.startswith("truncated file"):
+            raise InputError(
+                f"{path}: HDF5 file is truncated ({detail}); was it written or copied completely?"
+            ) from None
+        reason = {"file signature not found": "no HDF5 signature"}.get(detail, detail) or "unreadable"
         raise InputError(
             f"{path}: not a readable HDF5 file ({reason}); expected an exit-outputs file "
             "with /logits, /probs or /scores (see docs/formats.md)"
