@@ -19,3 +19,7 @@ class InfeasibleBudgetError(EexitError, ValueError):
 
 class MissingDependencyError(EexitError, ImportError):
     """An optional dependency needed by the requested feature is not installed."""
+
+
+class DeviceUnavailableError(EexitError, RuntimeError):
+    """The requested device (e.g. CUDA) cannot be used on this machine."""
