@@ -217,6 +217,24 @@ def test_frontier_gives_one_row_per_entry(split, frontier_json, data):
     assert invoke("evaluate", split, frontier_json(passing, name="ok.json")).exit_code == 0
 
 
+@pytest.mark.parametrize("model, thresholds", [("scan", [0.9, 0.85, 0.8, 0.75]), ("msd", [0.8, 0.7, 0.6, 0.5])])
+def test_refdata_through_the_command_line(refdata, json_file, model, thresholds):
+    from eexit_cli.io.exits import read_exits
+
+    latency = json.loads((refdata / f"{model}_latency.json").read_text())
+    split = refdata / f"{model}_test.h5"
+    thr = json_file("thr.json", {"format": "eexit.thresholds/v1", "confidence": "max_softmax",
+                                 "thresholds": thresholds, "budget": None, "latency": latency})
+    rep = report_of(invoke("evaluate", split, thr, "--budget", "60%"))
+    out = read_exits(split)
+    exp = replay(out.scores, out.correct, thresholds, latency["per_exit"])
+    assert rep["accuracy"] == exp.accuracy
+    assert rep["mean_latency"] == exp.mean_latency
+    assert rep["unit"] == latency["unit"]
+    assert rep["budget"] == pytest.approx(0.6 * latency["per_exit"][-1])
+    assert [e["count"] for e in rep["per_exit"]] == np.bincount(exp.exit_index, minlength=5).tolist()
+
+
 # ---------------------------------------------------------------------------
 # Unusable inputs: exit 2, one line naming the culprit, nothing written
 # ---------------------------------------------------------------------------

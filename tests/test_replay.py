@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 
 from eexit_cli.core.replay import check_problem, exit_indices, replay
@@ -74,6 +76,25 @@ def test_replay_equals_plain_loop(n_exits, ties):
         n_ties += int(np.sum(scores[:-1] == np.asarray(thresholds)[:, None]))
         assert_matches_loop(scores, correct, thresholds, costs)
     assert (n_ties > 0) == ties
+
+
+@st.composite
+def problems(draw):
+    n_exits = draw(st.integers(2, 6))
+    n_samples = draw(st.integers(1, 12))
+    grid = st.sampled_from([-1.0, 0.0, 0.25, 0.5, 1.0])  # few values: ties are common
+    value = st.one_of(grid, st.floats(-2, 2, allow_nan=False))
+    scores = np.array(draw(st.lists(value, min_size=n_exits * n_samples, max_size=n_exits * n_samples)))
+    correct = np.array(draw(st.lists(st.booleans(), min_size=scores.size, max_size=scores.size)))
+    thresholds = draw(st.lists(value, min_size=n_exits - 1, max_size=n_exits - 1))
+    costs = np.cumsum(draw(st.lists(st.floats(0.01, 10), min_size=n_exits, max_size=n_exits)))
+    return (scores.reshape(n_exits, n_samples), correct.reshape(n_exits, n_samples), thresholds, costs)
+
+
+@settings(max_examples=200, deadline=None)
+@given(problems())
+def test_replay_equals_plain_loop_property(problem):
+    assert_matches_loop(*problem, rtol=1e-9)
 
 
 def test_score_equal_to_threshold_does_not_exit():
