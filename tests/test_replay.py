@@ -197,6 +197,11 @@ def test_replay_rejects_wrong_number_of_thresholds(thresholds):
         replay(GOOD_SCORES, GOOD_CORRECT, thresholds, GOOD_COSTS)
 
 
+def test_replay_rejects_nan_thresholds():
+    with pytest.raises(ValueError, match="thresholds contains NaN"):
+        replay(GOOD_SCORES, GOOD_CORRECT, [np.nan], GOOD_COSTS)
+
+
 # ---------------------------------------------------------------------------
 # Real data
 # ---------------------------------------------------------------------------

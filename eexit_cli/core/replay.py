@@ -97,6 +97,9 @@ def exit_indices(scores: np.ndarray, thresholds) -> np.ndarray:
         raise ValueError(
             f"thresholds must have N-1 = {n_exits - 1} entries, got shape {thresholds.shape}"
         )
+    if np.any(np.isnan(thresholds)):
+        # a NaN compares False, which would silently mean "never exit here"
+        raise ValueError("thresholds contains NaN (use +inf for an exit that is never taken)")
     leaves = scores[:-1] > thresholds[:, None]  # (N-1, M): would leave at exit n if reached
     first = leaves.argmax(axis=0)  # first exit whose test passes (0 when none does)
     return np.where(leaves.any(axis=0), first, n_exits - 1).astype(np.intp, copy=False)
