@@ -13,7 +13,7 @@ from numpy.testing import assert_allclose
 from eexit_cli.cli.main import cli
 from eexit_cli.core.replay import replay
 
-from conftest import make_exit_data, plain_measure, thresholds_dict, write_exits
+from conftest import make_exit_data, plain_measure, thresholds_dict, write_exits, write_h5
 
 COSTS = [1.0, 2.0, 4.0]
 THRESHOLDS = [0.7, 0.6]
@@ -251,8 +251,6 @@ class Inputs:
         self.thresholds = self.json(self.good, "good.json")
 
     def h5(self, attrs=None, **datasets):
-        from conftest import write_h5
-
         return write_h5(self.tmp / "bad.h5", attrs, **datasets)
 
     def json(self, obj, name="bad.json"):
@@ -284,7 +282,6 @@ class Inputs:
 
 
 DROP = object()
-L = "logits"
 BAD = {}
 
 
