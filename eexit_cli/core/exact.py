@@ -1,0 +1,436 @@
+"""Exact machinery on hard thresholds: repair to the budget and polish for accuracy.
+
+The smoothed problem (eqs. 9-10) only approximates hard early exit, so thresholds
+from the warm start or from Algorithm 1 may break the budget on the tuning split
+by a little and may leave accuracy on the table.  This module works on the hard
+rule itself (the one of :mod:`eexit_cli.core.replay`):
+
+* :meth:`HardProblem.repair` moves every threshold down by the same amount, the
+  smallest that brings the hard mean latency within the budget (bisection on the
+  exact step function).
+* :meth:`HardProblem.polish` improves hard accuracy with exact moves that keep
+  the hard mean latency within the budget: one threshold at a time over every
+  distinct candidate, and two thresholds at once over a grid that is exhaustive
+  when the exits have few distinct scores, and otherwise combines full
+  resolution near the current values with quantiles of the samples reaching
+  each exit.
+
+Thresholds are represented by candidate indices.  At exit ``n`` with sorted
+distinct scores ``u_1 < ... < u_K``, index ``k`` means "the samples whose score
+ranks above ``k`` leave": threshold ``c_0`` lies below ``u_1`` (everyone reaching
+the exit leaves), ``c_k`` is the midpoint of ``u_k`` and ``u_{k+1}`` (midpoints
+generalise better than a threshold sitting on a sample's score) and ``c_K`` is
+the largest score (nobody leaves, the rule being "strictly above").  Any real
+threshold maps to the index with the same hard behaviour on the data.
+
+Sweeps count accuracy in whole samples and latency in integer fixed point (costs
+scaled so that every sum is exact in float64), so cumulative sums are exact and
+fast; every accepted state is re-evaluated exactly, the way
+:func:`~eexit_cli.core.replay.replay` computes it, and is only accepted when its
+hard mean latency is within the budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["HardProblem", "HardState"]
+
+
+@dataclass(frozen=True)
+class HardState:
+    """Hard thresholds as candidate indices, with their exact hits and mean latency.
+
+    ``hits`` counts correctly answered samples; ``mean_latency`` is in the unit
+    of the costs.  States compare by ``key()``: more hits first, then lower latency.
+    """
+
+    index: np.ndarray
+    hits: int
+    mean_latency: float
+    _cache: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def key(self):
+        return (self.hits, -self.mean_latency)
+
+
+class HardProblem:
+    """Hard-threshold early exit on one split, prepared for exact searches.
+
+    Parameters
+    ----------
+    scores : ndarray, shape (N, M)
+    correct : ndarray of bool, shape (N, M)
+    costs : ndarray, shape (N,)
+    budget : float
+        Gamma, in the unit of ``costs``.
+    lower, upper : float, optional
+        The box of the confidence measure; the "everyone leaves" and "nobody
+        leaves" thresholds are placed at or beyond it.
+    """
+
+    def __init__(self, scores, correct, costs, budget: float, lower=None, upper=None):
+        self.scores = np.asarray(scores, dtype=np.float64)
+        self.correct = np.asarray(correct, dtype=bool)
+        self.costs = np.asarray(costs, dtype=np.float64)
+        self.budget = float(budget)
+        self.n_exits, self.n_samples = self.scores.shape
+        ne = self.n_exits - 1
+        m = self.n_samples
+        self._values = []
+        self._cands = []
+        self._ranks = np.empty((ne, m), dtype=np.intp)
+        self._order = np.empty((ne, m), dtype=np.intp)
+        self._cnt_le = []
+        for n in range(ne):
+            u, inv = np.unique(self.scores[n], return_inverse=True)
+            self._values.append(u)
+            self._ranks[n] = inv.reshape(-1) + 1
+            self._order[n] = np.argsort(self._ranks[n], kind="stable")
+            # number of samples ranked <= k, for k = 0 .. K
+            self._cnt_le.append(np.searchsorted(self._ranks[n, self._order[n]], np.arange(u.size + 1), side="right"))
+            self._cands.append(self.candidates(u, lower, upper))
+        # integer fixed-point costs: |sum over samples| < 2**52 stays exact in float64
+        dmax = float(np.max(np.abs(self.costs)))
+        self._scale = float(2.0 ** 51 / (m * dmax))
+        self._icost = np.rint(self.costs * self._scale).astype(np.int64)
+        self._ibudget = self.budget * self._scale * m
+        self._icorrect = self.correct.astype(np.int64)
+        # work buffers, reused by every sweep: allocating fresh (N, M) arrays per
+        # move costs more in page faults than the arithmetic itself
+        self._down_a = np.empty((self.n_exits, m), dtype=np.int64)
+        self._down_d = np.empty((self.n_exits, m), dtype=np.int64)
+        self._down_a[ne] = self._icorrect[ne]
+        self._down_d[ne] = self._icost[ne]
+        self._down_owner = None
+        self._down_level = ne
+        self._w = np.empty((4, m), dtype=np.int64)
+        self._cs = np.zeros(m + 1, dtype=np.int64)
+        self._bool = np.empty((2, m), dtype=bool)
+        self._rho = np.empty((3, m), dtype=np.intp)
+        self._serial = 0
+        self.evaluations = 0
+
+    @staticmethod
+    def candidates(u, lower=None, upper=None) -> np.ndarray:
+        """Candidate thresholds for sorted distinct scores ``u`` (see module docstring)."""
+        u = np.asarray(u, dtype=np.float64)
+        c = np.empty(u.size + 1)
+        a, b = u[:-1], u[1:]
+        mid = 0.5 * a + 0.5 * b
+        # adjacent floats: the midpoint may round onto b; a itself separates them
+        bad = ~((mid >= a) & (mid < b))
+        mid[bad] = a[bad]
+        c[1:-1] = mid
+        span = float(u[-1] - u[0])
+        below = u[0] - max(span, abs(float(u[0])), 1.0) * 1e-9
+        if lower is not None and lower < below:
+            below = float(lower)
+        if not below < u[0]:
+            below = np.nextafter(u[0], -np.inf)
+        c[0] = below
+        top = float(u[-1])
+        if upper is not None and upper > top:
+            top = float(upper)
+        c[-1] = top
+        return c
+
+    # ------------------------------------------------------------- conversion
+    def index_of(self, thresholds) -> np.ndarray:
+        """Candidate indices with the same hard behaviour as ``thresholds``."""
+        t = np.asarray(thresholds, dtype=np.float64)
+        return np.array(
+            [np.searchsorted(self._values[n], t[n], side="right") for n in range(self.n_exits - 1)],
+            dtype=np.intp,
+        )
+
+    def thresholds_of(self, index) -> np.ndarray:
+        """Threshold values (midpoints) for candidate indices."""
+        return np.array([self._cands[n][int(k)] for n, k in enumerate(index)], dtype=np.float64)
+
+    def n_candidates(self, n: int) -> int:
+        return self._values[n].size + 1
+
+    # ------------------------------------------------------------- evaluation
+    def state(self, index) -> HardState:
+        """Exact hits and mean latency of candidate indices (as :func:`replay.replay`)."""
+        index = np.array(index, dtype=np.intp)
+        self.evaluations += 1
+        ne = self.n_exits - 1
+        alive = np.ones(self.n_samples, dtype=bool)
+        counts = np.zeros(self.n_exits, dtype=np.int64)
+        hits = 0
+        reach = [alive]
+        for n in range(ne):
+            leaves = self._ranks[n] > index[n]
+            leaves &= alive
+            counts[n] = np.count_nonzero(leaves)
+            hits += np.count_nonzero(leaves & self.correct[n])
+            alive = alive & ~leaves
+            reach.append(alive)
+        counts[ne] = np.count_nonzero(alive)
+        hits += np.count_nonzero(alive & self.correct[ne])
+        lat = float((counts / self.n_samples) @ self.costs)
+        st = HardState(index, int(hits), lat)
+        self._serial += 1
+        st._cache["reach"] = reach
+        st._cache["serial"] = self._serial
+        return st
+
+    def feasible(self, st: HardState) -> bool:
+        return st.mean_latency <= self.budget
+
+    def exits(self, index) -> np.ndarray:
+        """0-based exit of every sample."""
+        ne = self.n_exits - 1
+        out = np.full(self.n_samples, ne, dtype=np.intp)
+        for n in range(ne - 1, -1, -1):
+            out[self._ranks[n] > index[n]] = n
+        return out
+
+    def _down(self, st: HardState, n: int):
+        """Correctness and integer cost of the exit a sample takes if it reaches exit ``n``.
+
+        Rows ``n .. N-1`` of two shared buffers, valid for one state at a time.
+        """
+        serial = st._cache["serial"]
+        if self._down_owner != serial:
+            self._down_owner = serial
+            self._down_level = self.n_exits - 1
+        leaves = self._bool[1]
+        for level in range(self._down_level - 1, n - 1, -1):
+            np.greater(self._ranks[level], st.index[level], out=leaves)
+            # arithmetic select (next + leaves * (here - next)) is several times
+            # faster than np.copyto(..., where=...)
+            for buf, here in ((self._down_a, self._icorrect[level]), (self._down_d, self._icost[level])):
+                cur, nxt = buf[level], buf[level + 1]
+                np.subtract(here, nxt, out=cur)
+                cur *= leaves
+                cur += nxt
+        self._down_level = min(self._down_level, n)
+        return self._down_a[n], self._down_d[n]
+
+    def _accept(self, st: HardState, new_index) -> HardState:
+        if np.array_equal(new_index, st.index):
+            return st
+        new = self.state(new_index)
+        if self.feasible(new) and new.key() > st.key():
+            return new
+        return st
+
+    # ------------------------------------------------------------------ repair
+    def repair(self, thresholds) -> tuple[HardState, float]:
+        """Shift every threshold down by the same amount until the budget holds.
+
+        The amount is the smallest that works (bisection on the hard mean latency,
+        which only changes where a shifted threshold crosses a score).  Returns
+        the state and the shift: 0 when ``thresholds`` already meet the budget,
+        NaN when no shift works (possible only when costs are not increasing), in
+        which case every sample is sent to the cheapest exit.
+        """
+        t = np.asarray(thresholds, dtype=np.float64)
+        st = self.state(self.index_of(t))
+        if self.feasible(st):
+            return st, 0.0
+        bottom = min(float(v[0]) for v in self._values)
+        hi = max(float(np.max(t)) - bottom, 0.0)
+        hi = hi + max(hi, 1.0) * 1e-6 + 1e-300
+        while not (np.max(t - hi) < bottom):
+            hi *= 2.0
+        st_hi = self.state(self.index_of(t - hi))
+        if not self.feasible(st_hi):
+            return self._cheapest_state(), float("nan")
+        lo, idx_lo = 0.0, st.index
+        for _ in range(2000):
+            if int(np.sum(idx_lo - st_hi.index)) <= 1:
+                break  # at most one score crossing in between: st_hi is the first feasible
+            mid = 0.5 * (lo + hi)
+            if not lo < mid < hi:
+                break
+            idx = self.index_of(t - mid)
+            if np.array_equal(idx, st_hi.index):
+                hi = mid
+            elif np.array_equal(idx, idx_lo):
+                lo = mid
+            else:
+                s_mid = self.state(idx)
+                if self.feasible(s_mid):
+                    hi, st_hi = mid, s_mid
+                else:
+                    lo, idx_lo = mid, idx
+        return st_hi, hi
+
+    def _cheapest_state(self) -> HardState:
+        target = int(np.argmin(self.costs))
+        idx = np.array([self.n_candidates(n) - 1 for n in range(self.n_exits - 1)], dtype=np.intp)
+        if target < self.n_exits - 1:
+            idx[target] = 0
+        return self.state(idx)
+
+    # ---------------------------------------------------------------- sweeps
+    def _suffix_gains(self, n: int, weights) -> np.ndarray:
+        """``G[k]`` = sum of ``weights`` over the samples ranked above ``k`` at exit ``n``, k = 0..K."""
+        ws = self._w[3]
+        np.take(weights, self._order[n], out=ws)
+        cs = self._cs
+        np.cumsum(ws, out=cs[1:])
+        return cs[-1] - cs[self._cnt_le[n]]
+
+    def sweep_one(self, st: HardState, n: int) -> HardState:
+        """Best state changing only threshold ``n``, over every candidate (exact)."""
+        reach = st._cache["reach"][n]
+        a_down, d_down = self._down(st, n + 1)
+        w_a, w_d = self._w[0], self._w[1]
+        np.subtract(self._icorrect[n], a_down, out=w_a)
+        w_a *= reach
+        np.subtract(self._icost[n], d_down, out=w_d)
+        w_d *= reach
+        # gain when the samples ranked above k leave at n instead of continuing
+        gain_a = self._suffix_gains(n, w_a)
+        gain_d = self._suffix_gains(n, w_d)
+        k_now = int(st.index[n])
+        hits = gain_a + (st.hits - gain_a[k_now])
+        lat_now = st.mean_latency * self._scale * self.n_samples
+        lat = gain_d + (lat_now - gain_d[k_now])
+        return self._choose(st, hits, lat, lambda f: self._with(st.index, {n: f}))
+
+    def _with(self, index, changes):
+        out = index.copy()
+        for n, k in changes.items():
+            out[n] = k
+        return out
+
+    def _choose(self, st, hits, lat, make_index, grids=None):
+        """Pick the best feasible cell of ``hits``/``lat``; verify it exactly."""
+        ok = lat <= self._ibudget * (1.0 + 1e-13)
+        for _ in range(4):
+            if not np.any(ok):
+                return st
+            h = np.where(ok, hits, np.iinfo(np.int64).min)
+            best_h = h.max()
+            if best_h < st.hits:
+                return st
+            cand = np.flatnonzero(h == best_h)
+            f = int(cand[np.argmin(lat.ravel()[cand])])
+            if grids is None:
+                new_index = make_index(f)
+            else:
+                a, b = divmod(f, grids[1].size)
+                new_index = make_index((grids[0][a], grids[1][b]))
+            new = self._accept(st, new_index)
+            if new is not st or np.array_equal(new_index, st.index):
+                return new
+            ok.ravel()[f] = False  # fixed-point rounding put it over the budget
+        return st
+
+    def _grid(self, n: int, cur: int, reach, local: int, coarse: int, exhaustive: int):
+        """Candidate indices for exit ``n`` in a pair sweep (sorted, unique)."""
+        size = self.n_candidates(n)
+        if size <= exhaustive:
+            return np.arange(size, dtype=np.intp)
+        lo = max(0, cur - local)
+        hi = min(size, cur + local + 1)
+        parts = [np.arange(lo, hi, dtype=np.intp), np.array([0, size - 1], dtype=np.intp)]
+        counts = np.bincount(self._ranks[n], weights=reach, minlength=size)
+        cdf = np.cumsum(counts)
+        if cdf[-1] > 0:
+            levels = np.linspace(0.0, cdf[-1], coarse)
+            q = np.minimum(np.searchsorted(cdf, levels, side="left"), size - 1)
+            parts += [q, np.maximum(q - 1, 0)]
+        return np.unique(np.concatenate(parts))
+
+    def sweep_pair(self, st: HardState, i: int, j: int, *, local: int = 32, coarse: int = 96,
+                   exhaustive: int = 256) -> HardState:
+        """Best state changing thresholds ``i < j`` together, over a 2-D candidate grid.
+
+        Every combination of the two grids is evaluated exactly with a 2-D
+        histogram and cumulative sums, O(M + |grid_i| |grid_j|).  An exit with at
+        most ``exhaustive`` candidates uses all of them, so on small problems the
+        sweep is exhaustive over the pair.
+        """
+        if not i < j:
+            raise ValueError("sweep_pair needs i < j")
+        idx = st.index
+        reach_i = st._cache["reach"][i]
+        # samples that reach i and, passing it, also pass the exits strictly between i and j
+        through, tmp = self._bool[0], self._bool[1]
+        np.copyto(through, reach_i)
+        for n in range(i + 1, j):
+            np.less_equal(self._ranks[n], idx[n], out=tmp)
+            through &= tmp
+        gi = self._grid(i, int(idx[i]), reach_i, local, coarse, exhaustive)
+        gj = self._grid(j, int(idx[j]), through, local, coarse, exhaustive)
+        ki, kj = gi.size, gj.size
+        a_z, d_z = self._down(st, j + 1)  # outcome when passing j too
+        a_mid, d_mid = self._down(st, i + 1)  # outcome when passing i, t_j as now
+        a_0, d_0 = self._down(st, 0)  # outcome now
+        w1a, w1d, w2a, w2d = self._w
+        # 1-D part: samples reaching i that pass it, relative to leaving at i; the
+        # value of passing is taken with "nobody leaves at j" (a_z for `through`)
+        for w, mid, z, here in ((w1a, a_mid, a_z, self._icorrect[i]), (w1d, d_mid, d_z, self._icost[i])):
+            np.subtract(z, mid, out=w)
+            w *= through
+            w += mid
+            w -= here
+            w *= reach_i
+        # 2-D part: samples in `through` that leave at j
+        np.subtract(self._icorrect[j], a_z, out=w2a)
+        w2a *= through
+        np.subtract(self._icost[j], d_z, out=w2d)
+        w2d *= through
+        # rho = how many grid candidates lie below a sample's rank: the sample
+        # leaves at grid candidate g iff rho > g
+        lut_i = np.searchsorted(gi, np.arange(self.n_candidates(i) + 1), side="left")
+        lut_j = np.searchsorted(gj, np.arange(self.n_candidates(j) + 1), side="left")
+        rho_i, rho_j, flat = self._rho
+        np.take(lut_i, self._ranks[i], out=rho_i)
+        np.take(lut_j, self._ranks[j], out=rho_j)
+        np.multiply(rho_i, kj + 1, out=flat)
+        flat += rho_j
+        h1a = np.bincount(rho_i, weights=w1a, minlength=ki + 1).astype(np.int64)
+        h1d = np.bincount(rho_i, weights=w1d, minlength=ki + 1).astype(np.int64)
+        c1a = np.cumsum(h1a)[:ki]
+        c1d = np.cumsum(h1d)[:ki]
+        shape = (ki + 1, kj + 1)
+        size = shape[0] * shape[1]
+        h2a = np.bincount(flat, weights=w2a, minlength=size).astype(np.int64).reshape(shape)
+        h2d = np.bincount(flat, weights=w2d, minlength=size).astype(np.int64).reshape(shape)
+        c2a = np.cumsum(h2a[:ki], axis=0)
+        c2d = np.cumsum(h2d[:ki], axis=0)
+        c2a = (c2a.sum(axis=1, keepdims=True) - np.cumsum(c2a, axis=1))[:, :kj]
+        c2d = (c2d.sum(axis=1, keepdims=True) - np.cumsum(c2d, axis=1))[:, :kj]
+        # base: samples not reaching i as now, samples reaching i all leaving at i
+        n_reach = int(np.count_nonzero(reach_i))
+        base_a = int(np.sum(a_0)) - int(np.dot(a_0, reach_i)) + int(np.dot(self._icorrect[i], reach_i))
+        base_d = int(np.sum(d_0)) - int(np.dot(d_0, reach_i)) + int(self._icost[i]) * n_reach
+        hits = base_a + c1a[:, None] + c2a
+        lat = base_d + c1d[:, None] + c2d
+        return self._choose(st, hits, lat, lambda ab: self._with(idx, {i: ab[0], j: ab[1]}), grids=(gi, gj))
+
+    # ------------------------------------------------------------------ polish
+    def polish(self, st: HardState, *, max_rounds: int = 100, pairs=None, **grid) -> tuple[HardState, int]:
+        """Improve hard accuracy (ties: lower latency) within the budget.
+
+        Each round runs exact one-threshold sweeps over every exit, then
+        two-threshold sweeps over ``pairs`` (all pairs by default), until a whole
+        round brings no improvement.  Every accepted state meets the budget.
+
+        Returns the final state and the number of rounds run.
+        """
+        if not self.feasible(st):
+            raise ValueError("polish needs a state within the budget; repair it first")
+        ne = self.n_exits - 1
+        if pairs is None:
+            pairs = [(i, j) for i in range(ne) for j in range(i + 1, ne)]
+        rounds = 0
+        for rounds in range(1, max_rounds + 1):
+            start = st.key()
+            for n in range(ne):
+                st = self.sweep_one(st, n)
+            for i, j in pairs:
+                st = self.sweep_pair(st, i, j, **grid)
+            if st.key() <= start:
+                break
+        return st, rounds

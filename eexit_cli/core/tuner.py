@@ -1,0 +1,469 @@
+"""Threshold tuning for a mean-latency budget: the public entry point.
+
+:func:`tune` runs one of three methods on a tuning split and returns a
+:class:`TuneResult`:
+
+``"ippp"``
+    The method of the paper: warm start (eqs. 20-21), then Algorithm 1 (iPPP) on
+    the smoothed problem P2 (eqs. 9-10, 16); then, on the hard rule, a repair
+    that brings the hard mean latency within the budget and (``polish=True``) an
+    exact local search for hard accuracy started from several points.
+``"heuristic"``
+    Huang et al.'s geometric rule (:func:`eexit_cli.core.baselines.heuristic`).
+``"single"``
+    One threshold shared by every exit (:func:`eexit_cli.core.baselines.single`).
+
+Every method returns thresholds whose HARD mean latency on the tuning split is
+within the budget.
+
+Normalisation
+-------------
+The smoothed problem is solved in normalised units: scores are mapped to
+[0, 1] by the box ``score_range`` (default: the observed minimum and maximum)
+and costs and budget are divided by the largest cost ``d_N``.  The parameters
+``k``, ``gamma``, ``mu``, ``eta``, ``beta`` and ``tol`` therefore mean the same
+whatever the unit of the costs (seconds, relative, FLOPs) and whatever the
+range of the confidence measure.  The paper's own settings translate as
+``beta_here = beta_paper * d_N**2`` and ``k_here = k_paper * (hi - lo)``: its
+``beta = 2e7`` (B-AlexNet, seconds), ``500`` (S-ResNet-18, relative) and
+``1e-14`` (MSDNet, FLOPs) are about 190, 570 and 1.9e4 here.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import InfeasibleBudgetError
+from .baselines import heuristic as _heuristic
+from .baselines import single as _single
+from .exact import HardProblem, HardState
+from .ippp import ippp as _ippp
+from .ippp import warm_start as _warm_start
+from .replay import check_problem, replay
+from .smooth import SmoothProblem
+
+__all__ = ["TuneResult", "tune", "METHODS", "DEFAULT_K", "DEFAULT_BETA", "DEFAULT_TOL"]
+
+METHODS = ("ippp", "heuristic", "single")
+
+#: Logistic steepness on scores normalised to [0, 1] (see :func:`tune`).
+DEFAULT_K = 100.0
+#: Penalty parameter on the constraint normalised by ``d_N`` (see :func:`tune`).
+DEFAULT_BETA = 500.0
+#: Outer-step size below which Algorithm 1 stops early (normalised score units).
+DEFAULT_TOL = 1e-3
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    """Outcome of :func:`tune`.
+
+    Attributes
+    ----------
+    thresholds : ndarray, shape (N-1,)
+        ``t_1 .. t_{N-1}`` in the original units of the scores.
+    method : str
+    budget : float
+        Gamma, in the unit of the costs.
+    accuracy, mean_latency : float
+        Hard replay of ``thresholds`` on the tuning split (``mean_latency <= budget``).
+    smooth_accuracy, smooth_latency : float or None
+        The smoothed accuracy ``-o(t)`` and latency ``c(t) + Gamma`` (eqs. 9-10) of
+        ``thresholds`` with steepness ``k``; None for the baselines.
+    converged : bool
+        For ``"ippp"``: Algorithm 1 stopped because its iterates stopped moving.
+        Always True for the baselines (direct rules).
+    status : str
+        ``"converged"``, ``"max_iterations"`` or ``"ok"`` (baselines).
+    message : str
+        One human-readable sentence about the outcome.
+    iterations, gradient_evaluations : int
+        Outer iterations of Algorithm 1 and gradient evaluations of ``phi_t``.
+    seconds : float
+        Wall time of the solve.
+    params : dict
+        Every parameter, as used.
+    stages : dict
+        Intermediate results by stage (e.g. ``warm_start``, ``ippp``, ``repaired``,
+        ``polished``), each with thresholds and hard (and where meaningful smooth)
+        accuracy and latency.
+    warnings : tuple of str
+    """
+
+    thresholds: np.ndarray
+    method: str
+    budget: float
+    accuracy: float
+    mean_latency: float
+    smooth_accuracy: float | None
+    smooth_latency: float | None
+    converged: bool
+    status: str
+    message: str
+    iterations: int
+    gradient_evaluations: int
+    seconds: float
+    params: dict = field(default_factory=dict)
+    stages: dict = field(default_factory=dict)
+    warnings: tuple = ()
+
+    def to_dict(self) -> dict:
+        """JSON-ready plain Python types (no numpy scalars; NaN and inf become None)."""
+        return {
+            "method": self.method,
+            "budget": _plain(self.budget),
+            "thresholds": _plain(self.thresholds),
+            "accuracy": _plain(self.accuracy),
+            "mean_latency": _plain(self.mean_latency),
+            "smooth_accuracy": _plain(self.smooth_accuracy),
+            "smooth_latency": _plain(self.smooth_latency),
+            "converged": bool(self.converged),
+            "status": self.status,
+            "message": self.message,
+            "iterations": int(self.iterations),
+            "gradient_evaluations": int(self.gradient_evaluations),
+            "seconds": _plain(self.seconds),
+            "params": _plain(self.params),
+            "stages": _plain(self.stages),
+            "warnings": list(self.warnings),
+        }
+
+
+def _plain(x):
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return [_plain(v) for v in x.tolist()]
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        x = float(x)
+        return x if math.isfinite(x) else None
+    return x
+
+
+def _positive(name, value, integer=False):
+    try:
+        ok = math.isfinite(float(value)) and float(value) > 0
+    except (TypeError, ValueError):
+        ok = False
+    if integer:
+        ok = ok and float(value) == int(value)
+    if not ok:
+        kind = "a positive integer" if integer else "positive and finite"
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def tune(scores, correct, costs, budget, *, method: str = "ippp", score_range=None,
+         polish: bool = True, init=None, k: float = DEFAULT_K, T: int = 100, J: int = 10,
+         gamma: float = 10.0, mu: float = 1.0, eta: float = 100.0, beta: float = DEFAULT_BETA,
+         tol: float = DEFAULT_TOL, progress=None) -> TuneResult:
+    """Choose exit thresholds that maximise accuracy under a mean-latency budget.
+
+    Parameters
+    ----------
+    scores : array_like, shape (N, M)
+        Confidence of exit n on tuning sample m; higher = more confident.
+    correct : array_like of bool, shape (N, M)
+        Whether exit n answers sample m correctly.
+    costs : array_like, shape (N,)
+        ``d_1 .. d_N``: mean latency of inference that stops at each exit, in any
+        unit (seconds, relative, FLOPs).
+    budget : float
+        Gamma, the mean-latency budget, in the unit of ``costs``.
+    method : {"ippp", "heuristic", "single"}
+    score_range : (float, float), optional
+        The box ``S = [lo, hi]`` of the confidence measure (e.g. ``(0, 1)`` for the
+        max softmax).  Default: the observed minimum and maximum.  Scores outside
+        it widen it (with a warning).
+    polish : bool, default True
+        ``"ippp"`` only: after the repair, improve hard accuracy by exact local
+        search within the budget, started from the repaired iPPP result, the
+        repaired warm start, Huang et al.'s heuristic and ``init``, keeping the
+        best.  The baselines are returned as their rules define them.
+    init : array_like, shape (N-1,), optional
+        Starting thresholds for Algorithm 1 (original score units) instead of the
+        warm start, e.g. the solution for a neighbouring budget.
+    k : float
+        Logistic steepness (eq. 3) on normalised scores.
+    T, J : int
+        Outer and inner iterations of Algorithm 1.
+    gamma, mu, eta : float
+        Proximal parameter, strong convexity and smoothness parameters of
+        Algorithm 1 (the paper's 10, 1, 100), on normalised scores.
+    beta : float
+        Penalty parameter of eq. (16) on the normalised constraint ``c / d_N``.
+    tol : float
+        Algorithm 1 stops once an outer step ``||t^(t+1) - t^(t)||`` is below
+        ``tol`` (normalised scores); 0 always runs ``T`` outer iterations.
+    progress : callable(done, total), optional
+        Called as the solve advances.
+
+    Returns
+    -------
+    TuneResult
+
+    Raises
+    ------
+    ValueError
+        For malformed inputs or parameters (the message names the parameter).
+    InfeasibleBudgetError
+        When ``budget`` is below the smallest achievable mean latency.
+
+    Notes
+    -----
+    Defaults.  ``k = 100``: on scores normalised to [0, 1] the logistic
+    transition is about 4/k = 0.04 wide.  With k = 30 (the paper's CNN setting)
+    the smoothed latency under-estimates the hard latency by up to 9% on 13-17
+    exit models, with k = 100 (the paper's LSTM setting) by about 1%; on the
+    three reference models k = 100 loses nothing after the repair and the polish.
+    ``beta = 500``: the paper's S-ResNet-18 value, whose costs are already
+    relative (``d_N`` = 1.07); with the constraint normalised by ``d_N`` it keeps
+    the smoothed latency within a fraction of a percent of the budget on all
+    three reference models and on synthetic 3-17 exit problems, while a penalty
+    gradient ``beta * c * grad c`` of order one keeps the step ``1/eta`` stable.
+    ``tol = 1e-3``: a tenth of the logistic width at k = 100; steps below it move
+    the smoothed indicators by well under a percent, and the hard outcome
+    (decided afterwards by the exact repair and polish) no longer changes
+    measurably, while stopping there saves most of the 1,000 gradient
+    evaluations of the paper's T = 100, J = 10.
+    """
+    t_start = time.perf_counter()
+    scores, correct, costs = check_problem(scores, correct, costs)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    try:
+        budget = float(budget)
+    except (TypeError, ValueError):
+        raise ValueError(f"budget must be a positive finite number, got {budget!r}") from None
+    if not (math.isfinite(budget) and budget > 0):
+        raise ValueError(f"budget must be positive and finite, got {budget!r}")
+    k = _positive("k", k)
+    T = _positive("T", T, integer=True)
+    J = _positive("J", J, integer=True)
+    gamma = _positive("gamma", gamma)
+    mu = _positive("mu", mu)
+    eta = _positive("eta", eta)
+    beta = _positive("beta", beta)
+    try:
+        tol = float(tol)
+    except (TypeError, ValueError):
+        tol = float("nan")
+    if not (math.isfinite(tol) and tol >= 0):
+        raise ValueError(f"tol must be non-negative and finite, got {tol!r}")
+    if progress is not None and not callable(progress):
+        raise ValueError("progress must be callable(done, total) or None")
+    n_exits, n_samples = scores.shape
+    warnings: list[str] = []
+
+    # -- the box S
+    obs_lo, obs_hi = float(scores.min()), float(scores.max())
+    if score_range is None:
+        lo, hi = obs_lo, obs_hi
+    else:
+        try:
+            lo, hi = (float(v) for v in score_range)
+        except (TypeError, ValueError):
+            raise ValueError(f"score_range must be a pair (lo, hi), got {score_range!r}") from None
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise ValueError(f"score_range must be finite with lo < hi, got {score_range!r}")
+        if obs_lo < lo or obs_hi > hi:
+            warnings.append(
+                f"scores span [{obs_lo:.6g}, {obs_hi:.6g}], outside score_range "
+                f"[{lo:.6g}, {hi:.6g}]; the range was widened to include them"
+            )
+            lo, hi = min(lo, obs_lo), max(hi, obs_hi)
+    width = hi - lo
+    if not width > 0:
+        width = 1.0  # every score equal: any box will do
+
+    # -- costs and budget
+    if np.any(np.diff(costs) <= 0):
+        warnings.append(
+            "costs are not increasing with the exit index; the smoothed problem and the "
+            "repair assume deeper exits cost more, results may be poor"
+        )
+    min_cost, max_cost = float(costs.min()), float(costs.max())
+    if budget < min_cost:
+        raise InfeasibleBudgetError(
+            f"budget {budget:.6g} is below the smallest achievable mean latency "
+            f"{min_cost:.6g} (every sample leaving at exit {int(np.argmin(costs)) + 1}), "
+            "in the unit of the costs"
+        )
+    notes = []
+    if budget >= max_cost:
+        notes.append(
+            f"the budget {budget:.6g} is at or above the largest cost {max_cost:.6g}, so the "
+            "latency constraint cannot bind; thresholds maximise accuracy alone"
+        )
+
+    init_arr = None
+    if init is not None:
+        init_arr = np.asarray(init, dtype=np.float64)
+        if init_arr.shape != (n_exits - 1,) or not np.all(np.isfinite(init_arr)):
+            raise ValueError(f"init must hold N-1 = {n_exits - 1} finite thresholds, got shape {init_arr.shape}")
+
+    params = {
+        "method": method, "k": k, "T": T, "J": J, "gamma": gamma, "mu": mu, "eta": eta,
+        "beta": beta, "tol": tol, "polish": bool(polish and method == "ippp"),
+        "score_range": [lo, hi], "init": None if init_arr is None else init_arr.tolist(),
+        "cost_scale": max_cost, "normalised_budget": budget / max_cost,
+    }
+
+    hard = HardProblem(scores, correct, costs, budget, lo, hi)
+    stages: dict = {}
+
+    if method != "ippp":
+        fn = _heuristic if method == "heuristic" else _single
+        res = fn(scores, correct, costs, budget, hard=hard)
+        stages[method] = {
+            "thresholds": res.raw_thresholds, "accuracy": res.raw_accuracy,
+            "mean_latency": res.raw_mean_latency, **res.info,
+        }
+        if res.repaired:
+            stages["repaired"] = {
+                "thresholds": res.thresholds, "accuracy": res.accuracy,
+                "mean_latency": res.mean_latency, "shift": res.shift,
+            }
+            notes.append(
+                f"the rule's thresholds exceeded the budget on the tuning split "
+                f"({res.raw_mean_latency:.6g} > {budget:.6g}) and were moved down together"
+            )
+        if progress is not None:
+            progress(1, 1)
+        final_t = np.asarray(res.thresholds, dtype=np.float64)
+        return _result(final_t, method, budget, scores, correct, costs, None, True, "ok",
+                       notes, 0, 0, t_start, params, stages, warnings)
+
+    # ---------------------------------------------------------------- iPPP
+    # normalised problem; the normalised costs are rounded to 40 bits so that
+    # costs given in seconds, milliseconds or FLOPs give bit-identical problems
+    u = (scores - lo) / width
+    dn = _round_bits(costs / max_cost)
+    gn = _round_bits(budget / max_cost)
+    smooth = SmoothProblem(u, correct, dn, gn, k, dtype=np.float32)
+
+    def to_orig(t):
+        return lo + width * np.asarray(t, dtype=np.float64)
+
+    def to_norm(t):
+        return (np.asarray(t, dtype=np.float64) - lo) / width
+
+    def smooth_vals(t_norm):
+        return smooth.values(np.clip(t_norm, 0.0, 1.0))
+
+    ws = _warm_start(smooth, 0.0, 1.0)
+    stages["warm_start"] = _stage(hard, to_orig(ws.thresholds), smooth_vals(ws.thresholds),
+                                  step=ws.step, status=ws.status)
+    start = ws.thresholds if init_arr is None else np.clip(to_norm(init_arr), 0.0, 1.0)
+    total = T + (1 if polish else 0)
+    res = _ippp(smooth, start, 0.0, 1.0, T=T, J=J, gamma=gamma, mu=mu, eta=eta, beta=beta,
+                tol=tol, progress=None if progress is None else (lambda d, _t: progress(d, total)))
+    t_ippp = to_orig(res.thresholds)
+    stages["ippp"] = _stage(hard, t_ippp, smooth_vals(res.thresholds),
+                            iterations=res.iterations, smallest_step=res.smallest_step)
+
+    repaired, shift = hard.repair(t_ippp)
+    was_repaired = not hard.feasible(hard.state(hard.index_of(t_ippp)))
+    if was_repaired:
+        stages["repaired"] = _stage(hard, hard.thresholds_of(repaired.index), None, shift=shift)
+        rep_t = hard.thresholds_of(repaired.index)
+    else:
+        rep_t = t_ippp
+    final_t = rep_t
+    if polish:
+        starts = {"ippp": repaired}
+        starts["warm_start"] = hard.repair(to_orig(ws.thresholds))[0]
+        h = _heuristic(scores, correct, costs, budget, hard=hard)
+        starts["heuristic"] = hard.state(hard.index_of(h.thresholds))
+        if init_arr is not None:
+            starts["init"] = hard.repair(init_arr)[0]
+        best_name, best, rounds_total, seen = None, None, 0, set()
+        for name, st in starts.items():
+            if not hard.feasible(st):
+                continue
+            sig = tuple(int(x) for x in st.index)
+            if sig in seen:
+                continue
+            seen.add(sig)
+            out, rounds = hard.polish(st)
+            rounds_total += rounds
+            if best is None or out.key() > best.key():
+                best_name, best = name, out
+        if best is not None and best.key() > repaired.key():
+            final_t = hard.thresholds_of(best.index)
+        elif best is not None:
+            best_name = "ippp"
+        stages["polished"] = _stage(hard, final_t, None, start=best_name, rounds=rounds_total)
+        if progress is not None:
+            progress(total, total)
+
+    final_n = to_norm(final_t)
+    sa, sl = smooth_vals(final_n)
+    status = "converged" if res.converged else "max_iterations"
+    if res.converged:
+        notes.insert(0, f"Algorithm 1 stopped after {res.iterations} outer iterations "
+                        f"(step below tol={tol:g})")
+    else:
+        notes.insert(0, f"Algorithm 1 ran all T={T} outer iterations")
+    if was_repaired:
+        notes.append("the iPPP thresholds exceeded the budget on the tuning split and were "
+                     "moved down together")
+    return _result(final_t, method, budget, scores, correct, costs, (sa, sl * max_cost),
+                   res.converged, status, notes, res.iterations, res.gradient_evaluations,
+                   t_start, params, stages, warnings)
+
+
+def _round_bits(x, bits: int = 40):
+    m, e = np.frexp(np.asarray(x, dtype=np.float64))
+    return np.ldexp(np.round(m * 2.0 ** bits) / 2.0 ** bits, e)
+
+
+def _stage(hard: HardProblem, thresholds, smooth, **extra) -> dict:
+    st = hard.state(hard.index_of(thresholds))
+    out = {
+        "thresholds": np.asarray(thresholds, dtype=np.float64),
+        "accuracy": st.hits / hard.n_samples,
+        "mean_latency": st.mean_latency,
+        "within_budget": hard.feasible(st),
+    }
+    if smooth is not None:
+        out["smooth_accuracy"] = smooth[0]
+        out["smooth_latency"] = smooth[1] * float(np.max(hard.costs))
+    out.update(extra)
+    return out
+
+
+def _result(thresholds, method, budget, scores, correct, costs, smooth, converged, status,
+            notes, iterations, gevals, t_start, params, stages, warnings) -> TuneResult:
+    rep = replay(scores, correct, thresholds, costs)
+    if rep.mean_latency > budget:  # pragma: no cover - guarded by the exact machinery
+        raise RuntimeError("internal error: tuned thresholds exceed the budget")
+    message = "; ".join(notes) if notes else "ok"
+    return TuneResult(
+        thresholds=np.asarray(thresholds, dtype=np.float64).copy(),
+        method=method,
+        budget=budget,
+        accuracy=rep.accuracy,
+        mean_latency=rep.mean_latency,
+        smooth_accuracy=None if smooth is None else float(smooth[0]),
+        smooth_latency=None if smooth is None else float(smooth[1]),
+        converged=bool(converged),
+        status=status,
+        message=message,
+        iterations=int(iterations),
+        gradient_evaluations=int(gevals),
+        seconds=time.perf_counter() - t_start,
+        params=params,
+        stages=stages,
+        warnings=tuple(warnings),
+    )
