@@ -81,6 +81,10 @@ def test_latency_increases_with_the_exit_on_the_sample_model():
         assert e.ci_low <= e.median <= e.ci_high
         assert e.round_median_min <= e.round_median_max
     assert result.rounds_done == FAST["rounds"]
+    # the cost of a call doing next to nothing, timed alongside: below the cheapest exit
+    assert result.call_overhead is not None
+    assert result.call_overhead.count == FAST["repeat"] * FAST["rounds"]
+    assert 0 < result.call_overhead.median < d[0]
     assert result.providers[0] == "CPUExecutionProvider"
     assert result.inputs[0].name == "input" and result.inputs[0].shape == (1, 1, 8, 8)
 
@@ -99,7 +103,7 @@ def test_cli_writes_a_latency_json_that_the_reader_accepts(runner, tmp_path):
     assert [e["median"] for e in m["exits"]] == doc["per_exit"]
     for key in ("device", "cpu_model", "cpu_count", "threads", "onnxruntime_version", "providers",
                 "loadavg_start", "loadavg_end", "timestamp", "warmup", "repeat", "rounds", "inputs",
-                "warnings", "seed"):
+                "warnings", "seed", "call_overhead"):
         assert key in m, key
     assert m["model"]["sha256"] and len(m["model"]["sha256"]) == 64
     assert (m["warmup"], m["repeat"], m["rounds"], m["threads"]) == (10, 50, 10, 1)

@@ -128,6 +128,12 @@ def profile(model, output, outputs, input_shapes, device, threads, warmup, repea
 
     if state.err.is_terminal and not state.quiet:
         state.err.print(_table(result))
+        if result.call_overhead is not None:
+            state.err.print(
+                f"A call of a one-node graph with the same inputs takes {_time(result.call_overhead.median)} "
+                "(included in every d_n).",
+                markup=False, highlight=False,
+            )
     for warning in result.warnings:
         state.err.print(f"[yellow]warning[/]: {warning}", highlight=False)
     if output not in (None, "-"):

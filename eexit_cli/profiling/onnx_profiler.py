@@ -126,6 +126,7 @@ class ProfileResult:
     seed: int
     timestamp: str
     wall_time: float
+    call_overhead: ExitTiming | None = None
     environment: Mapping[str, object] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
 
@@ -159,6 +160,7 @@ class ProfileResult:
             "seed": self.seed,
             "timestamp": self.timestamp,
             "wall_time": self.wall_time,
+            "call_overhead": None if self.call_overhead is None else self.call_overhead.to_dict(),
             **dict(self.environment),
             "warnings": list(self.warnings),
         }
@@ -460,6 +462,22 @@ def _prefix_models(onnx, model, path: str, input_names: list[str], output_names:
     return prefixes
 
 
+def _overhead_model(onnx, model):
+    """A one-node graph with the model's inputs: what a call costs before any real work."""
+    helper = onnx.helper
+    inputs = _graph_inputs(model)
+    first = inputs[0]
+    out = onnx.ValueInfoProto()
+    out.CopyFrom(first)
+    out.name = first.name + "__eexit_identity"
+    graph = helper.make_graph(
+        [helper.make_node("Identity", [first.name], [out.name])], "call_overhead", list(inputs), [out]
+    )
+    sub = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    sub.ir_version = model.ir_version
+    return sub
+
+
 def _providers(ort, device: str) -> list[str]:
     if device == "cpu":
         return ["CPUExecutionProvider"]
@@ -582,6 +600,14 @@ def profile_onnx(
         wanted = {i.name for i in session.get_inputs()}
         feeds.append({k: v for k, v in feed.items() if k in wanted})
     fetches = [names[: n + 1] for n in range(n_exits)]
+    targets = [(sessions[n].run, fetches[n], feeds[n]) for n in range(n_exits)]
+    try:
+        # the same call with (almost) no work in it, timed alongside the exits
+        baseline = _session(ort, _overhead_model(onnx, model), path, "call overhead", providers, threads)
+        baseline.run(None, feed)
+        targets.append((baseline.run, None, feed))
+    except Exception:  # only a reference figure: a model it cannot mimic goes without
+        baseline = None
 
     cpus = _cpus_available()
     environment = {
@@ -614,9 +640,13 @@ def profile_onnx(
         if progress is not None:
             progress(done, total)
 
+    if baseline is not None:
+        for _ in range(warmup):
+            baseline.run(None, feed)
+
     order_rng = np.random.default_rng(seed + 1)
-    times: list[list[list[int]]] = [[] for _ in range(n_exits)]
-    spent_ns = [0] * n_exits
+    times: list[list[list[int]]] = [[] for _ in targets]
+    spent_ns = [0] * len(targets)
     budget_ns = None if time_budget is None else int(time_budget * 1e9)
     clock = time.perf_counter_ns
     rounds_done = 0
@@ -624,8 +654,8 @@ def profile_onnx(
     gc.disable()  # a collection in the middle of a timed call is not the model's latency
     try:
         for _ in range(rounds):
-            for n in order_rng.permutation(n_exits):
-                run, fetch, inputs = sessions[n].run, fetches[n], feeds[n]
+            for n in order_rng.permutation(len(targets)):
+                run, fetch, inputs = targets[n]
                 block = [0] * repeat
                 for i in range(repeat):
                     t0 = clock()
@@ -633,11 +663,12 @@ def profile_onnx(
                     block[i] = clock() - t0
                 times[n].append(block)
                 spent_ns[n] += sum(block)
-                done += 1
-                if progress is not None:
-                    progress(done, total)
+                if n < n_exits:
+                    done += 1
+                    if progress is not None:
+                        progress(done, total)
             rounds_done += 1
-            if budget_ns is not None and max(spent_ns) >= budget_ns:
+            if budget_ns is not None and max(spent_ns[:n_exits]) >= budget_ns:
                 break
     finally:
         if gc_was_enabled:
@@ -667,6 +698,7 @@ def profile_onnx(
         seed=seed,
         timestamp=timestamp,
         wall_time=wall_time,
+        call_overhead=None if baseline is None else _exit_timing("call overhead", times[n_exits]),
         environment=environment,
         warnings=tuple(warnings),
     )
