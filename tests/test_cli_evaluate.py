@@ -3,6 +3,8 @@ line with exit code 2 for every unusable input."""
 
 from __future__ import annotations
 
+import re
+
 import json
 
 import numpy as np
@@ -702,7 +704,7 @@ def assert_one_line_error(result, needles):
     assert result.stdout == ""
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("eexit: error: ")
+    assert re.match(r"^eexit( \w+)?: error: ", lines[0])
     for needle in needles:
         assert str(needle) in lines[0], (needle, lines[0])
 

@@ -231,10 +231,10 @@ def evaluate(split, thresholds, budget_text, latency_path, tolerance_text, min_a
 
     if state.err.is_terminal and not state.quiet:
         _table(reports, unit, state.err)
-    if as_json or output == "-" or (output is None and not stdout_is_terminal()):
-        write_json_output(result, "-")
     if output not in (None, "-"):
         write_json_output(result, output)
+    if as_json or output == "-" or (output is None and not stdout_is_terminal()):
+        write_json_output(result, "-")
     n_fail = sum(not r["passed"] for r in reports)
     if not state.quiet:
         if passed:

@@ -13,8 +13,8 @@ from eexit_cli.cli.common import CONTEXT_SETTINGS, EXIT_CODES_HELP, ExitCode, St
 from eexit_cli.errors import EexitError, InfeasibleBudgetError
 
 
-def _error(message: str) -> None:
-    click.echo(f"eexit: error: {message}", err=True)
+def _error_line(message: str, prog: str = "eexit") -> None:
+    click.echo(f"{prog}: error: {message}", err=True)
 
 
 class EexitGroup(click.Group):
@@ -26,19 +26,23 @@ class EexitGroup(click.Group):
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as exc:
-            where = f"{exc.ctx.command_path}: " if exc.ctx is not None else ""
-            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
-            _error(f"{where}{exc.format_message()}{hint}")
+            prog = exc.ctx.command_path if exc.ctx is not None else "eexit"
+            hint = f" (see '{prog} --help')" if exc.ctx is not None else ""
+            _error_line(f"{exc.format_message()}{hint}", prog)
             sys.exit(ExitCode.INPUT_ERROR)
         except click.ClickException as exc:
-            _error(exc.format_message())
+            _error_line(exc.format_message())
             sys.exit(exc.exit_code)
         except click.exceptions.Abort:
-            _error("interrupted; nothing was written")
+            _error_line("interrupted; nothing was written")
             sys.exit(ExitCode.INTERRUPTED)
         sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: click.Context):
+        def _error(message: str) -> None:
+            prog = " ".join(x for x in (ctx.command_path, ctx.invoked_subcommand) if x)
+            _error_line(message, prog)
+
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
