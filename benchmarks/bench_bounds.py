@@ -3,8 +3,8 @@
 Per-sample latencies of tuned thresholds take a few discrete values d_n, with
 most mass on one or two exits.  For several such exit distributions and
 calibration sizes this prints the mean width ``U - mu`` (in units of d_N - d_1)
-of each bound over repeated draws, the share of draws where ``U < mu`` (should
-be <= delta), and the time per call.  The default bound in
+of each bound over repeated draws with its standard deviation, the share of
+draws where ``U < mu`` (should be <= delta), and the time per call.  The default bound in
 ``eexit_cli.core.bounds`` was chosen from this table.
 
 Run: python benchmarks/bench_bounds.py [--reps 200] [--delta 0.05]
@@ -38,9 +38,9 @@ def main() -> None:
     lo, hi = COSTS.min(), COSTS.max()
     rng = np.random.default_rng(0)
     names = list(BOUNDS)
-    print(f"delta={args.delta}, reps={args.reps}; width = mean(U - mu) / (d_N - d_1), "
-          f"[miss rate], time per call")
-    print(f"{'exit mix':<12} {'n':>5} {'sd/(dN-d1)':>10}  " + "  ".join(f"{n:>26}" for n in names))
+    print(f"delta={args.delta}, reps={args.reps}; width = (U - mu) / (d_N - d_1) as "
+          f"mean±sd [miss rate] time per call")
+    print(f"{'exit mix':<12} {'n':>5} {'sd/(dN-d1)':>10}  " + "  ".join(f"{n:>32}" for n in names))
     for mix_name, mix in EXIT_MIXES.items():
         p = np.asarray(mix)
         mu = float(p @ COSTS)
@@ -53,10 +53,10 @@ def main() -> None:
                 t0 = time.perf_counter()
                 ub = np.array([fn(x, lo, hi, args.delta) for x in draws])
                 dt = (time.perf_counter() - t0) / args.reps
-                width = float(np.mean(ub - mu)) / (hi - lo)
+                width = (ub - mu) / (hi - lo)
                 miss = float(np.mean(ub < mu))
-                cells.append(f"{width:8.4f} [{miss:5.3f}] {1e3 * dt:6.2f}ms")
-            print(f"{mix_name:<12} {n:>5} {sd / (hi - lo):>10.3f}  " + "  ".join(f"{c:>26}" for c in cells))
+                cells.append(f"{width.mean():.4f}±{width.std():.4f} [{miss:5.3f}] {1e3 * dt:5.2f}ms")
+            print(f"{mix_name:<12} {n:>5} {sd / (hi - lo):>10.3f}  " + "  ".join(f"{c:>32}" for c in cells))
 
 
 if __name__ == "__main__":
