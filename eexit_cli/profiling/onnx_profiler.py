@@ -62,6 +62,7 @@ class ExitTiming:
 
     name: str
     median: float
+    mean: float
     q1: float
     q3: float
     ci_low: float
@@ -84,6 +85,7 @@ class ExitTiming:
         return {
             "name": self.name,
             "median": self.median,
+            "mean": self.mean,
             "q1": self.q1,
             "q3": self.q3,
             "iqr": self.iqr,
@@ -209,6 +211,7 @@ def _exit_timing(name: str, per_round_ns: list[list[int]]) -> ExitTiming:
     return ExitTiming(
         name=name,
         median=float(median),
+        mean=float(seconds.mean()),
         q1=float(q1),
         q3=float(q3),
         ci_low=low,
