@@ -195,7 +195,7 @@ def tune(split, latency_path, costs_text, unit, budget_texts, output, confidence
         )
     warn = increasing_warning(latency.per_exit)
     if warn and not state.quiet:
-        state.err.print(f"[yellow]warning[/]: {source}: {warn}", highlight=False)
+        state.err.print(f"[yellow]warning[/]: {source}: {warn}", highlight=False, soft_wrap=True)
 
     def solve(scores, correct, budget, init=None, progress_cb=None):
         return tune_thresholds(scores, correct, latency.per_exit, budget, method=method,
@@ -236,7 +236,7 @@ def tune(split, latency_path, costs_text, unit, budget_texts, output, confidence
             entries.append(entry)
             for w in tuning.get("warnings", []) or []:
                 if not state.quiet and w != warn:
-                    state.err.print(f"[yellow]warning[/]: {w}", highlight=False)
+                    state.err.print(f"[yellow]warning[/]: {w}", highlight=False, soft_wrap=True)
             bar(i + 1)
 
     if len(entries) == 1:
@@ -250,8 +250,8 @@ def tune(split, latency_path, costs_text, unit, budget_texts, output, confidence
             "entries": entries,
         }
     write_json_output(result, output)
-    if not state.quiet:
+    if state.interactive:
         _summary(state.err, entries, latency.unit, outputs.exit_names)
-        msg = entries[-1]["tuning"].get("message")
-        if len(entries) == 1 and msg:
-            state.err.print(f"note: {msg}", markup=False, highlight=False)
+    if not state.quiet and len(entries) == 1 and entries[0]["tuning"].get("message"):
+        state.err.print(f"note: {entries[0]['tuning']['message']}", markup=False, highlight=False,
+                        soft_wrap=True)
