@@ -88,8 +88,8 @@ class ExitTiming:
             "mean": self.mean,
             "q1": self.q1,
             "q3": self.q3,
-            "iqr": self.iqr,
-            "relative_iqr": self.relative_iqr,
+            "iqr": round(self.iqr, 12),
+            "relative_iqr": round(self.relative_iqr, 6),
             "ci_low": self.ci_low,
             "ci_high": self.ci_high,
             "ci_level": self.ci_level,
@@ -202,25 +202,29 @@ def median_ci(sorted_values: np.ndarray, level: float = CI_LEVEL) -> tuple[float
     return float(x[j - 1]), float(x[n - j]), float(1.0 - 2.0 * cdf[j - 1])
 
 
+def _seconds(ns: float) -> float:
+    # the clock counts whole nanoseconds; rounding keeps float noise out of the JSON
+    return round(float(ns) / 1e9, 12)
+
+
 def _exit_timing(name: str, per_round_ns: list[list[int]]) -> ExitTiming:
-    samples = np.sort(np.concatenate([np.asarray(r, dtype=np.int64) for r in per_round_ns]))
-    seconds = samples.astype(np.float64) / 1e9
-    q1, median, q3 = np.percentile(seconds, [25, 50, 75])
-    low, high, _ = median_ci(seconds)
-    round_medians = [float(np.median(r)) / 1e9 for r in per_round_ns]
+    ns = np.sort(np.concatenate([np.asarray(r, dtype=np.int64) for r in per_round_ns])).astype(np.float64)
+    q1, median, q3 = np.percentile(ns, [25, 50, 75])
+    low, high, _ = median_ci(ns)
+    round_medians = [float(np.median(r)) for r in per_round_ns]
     return ExitTiming(
         name=name,
-        median=float(median),
-        mean=float(seconds.mean()),
-        q1=float(q1),
-        q3=float(q3),
-        ci_low=low,
-        ci_high=high,
+        median=_seconds(median),
+        mean=_seconds(ns.mean()),
+        q1=_seconds(q1),
+        q3=_seconds(q3),
+        ci_low=_seconds(low),
+        ci_high=_seconds(high),
         ci_level=CI_LEVEL,
-        minimum=float(seconds[0]),
-        count=int(seconds.size),
-        round_median_min=min(round_medians),
-        round_median_max=max(round_medians),
+        minimum=_seconds(ns[0]),
+        count=int(ns.size),
+        round_median_min=_seconds(min(round_medians)),
+        round_median_max=_seconds(max(round_medians)),
     )
 
 
