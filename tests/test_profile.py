@@ -321,6 +321,12 @@ def test_bad_input_is_one_line_and_exit_code_2(runner, tmp_path, case):
     assert list(out.parent.iterdir()) == []
 
 
+def test_output_folder_must_exist_before_measuring(runner, tmp_path):
+    r = run(runner, ["profile", SAMPLE_MODEL, "-o", tmp_path / "no" / "such" / "latency.json"])
+    assert r.exit_code == 2
+    assert "does not exist" in one_error_line(r)
+
+
 def test_a_failed_profile_leaves_an_earlier_output_alone(runner, tmp_path):
     out = tmp_path / "latency.json"
     out.write_text("earlier\n")

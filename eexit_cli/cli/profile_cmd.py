@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 from rich.table import Table
 
@@ -110,6 +112,11 @@ def profile(model, output, outputs, input_shapes, device, threads, warmup, repea
     from eexit_cli.profiling.onnx_profiler import profile_onnx
 
     state = get_state()
+    if output not in (None, "-"):
+        folder = os.path.dirname(os.path.abspath(output))
+        if not os.path.isdir(folder):
+            # say so now rather than after the measurement
+            raise click.BadParameter(f"folder {folder} does not exist", param_hint="-o/--output")
     with progress("profiling", total=None) as update:
         result = profile_onnx(
             model,
