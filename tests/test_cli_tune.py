@@ -179,3 +179,32 @@ def test_refdata_latency_file_feeds_tune_and_evaluate(runner, refdata, tmp_path)
     assert r.exit_code in (0, 1)
     ev = json.loads(r.stdout)
     assert abs(ev["violation"]) < 0.05
+
+
+def test_guarantee_records_the_certificate_and_evaluate_reports_it(runner, exits_file, exit_data, tmp_path):
+    val = exits_file("logits", exit_data(seed=11, n_exits=3, n_samples=3000, n_classes=4), name="big.h5")
+    out = tmp_path / "g.json"
+    r = run(runner, ["tune", val, "--costs", "1,2,3", "--budget", "2.2", "--guarantee", "90%",
+                     "--seed", "7", "-o", out])
+    assert r.exit_code == 0, r.output
+    g = json.loads(out.read_text())["tuning"]["guarantee"]
+    assert g["level"] == pytest.approx(0.9)
+    assert g["seed"] == 7
+    assert g["tuning_size"] + g["calibration_size"] == 3000
+    assert g["upper_bound"] <= 2.2
+    assert g["internal_budget"] <= 2.2
+    assert g["bound"]
+    r = run(runner, ["evaluate", val, out, "--json"])
+    ev = json.loads(r.stdout)
+    assert ev["certified"]["upper_bound"] == g["upper_bound"]
+    assert ev["certified"]["level"] == pytest.approx(0.9)
+
+
+def test_guarantee_that_cannot_be_certified_fails_clearly(runner, val, tmp_path):
+    out = tmp_path / "g.json"
+    # 400 samples, a budget a hair above the fastest exit: no candidate can be certified
+    r = run(runner, ["tune", val, "--costs", "1,2,3.5,5", "--budget", "1.01", "--guarantee", "99%", "-o", out])
+    assert r.exit_code == 3, r.output
+    line = one_error_line(r)
+    assert "budget" in line
+    assert not out.exists()
