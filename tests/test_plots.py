@@ -52,8 +52,9 @@ def check_png(path):
         [report(0.5, 0.49, 0.88), report(0.7, 0.71, 0.91)],
         FRONTIER,
         [report(0.6, 0.58, 0.9, fractions=(1.0, 0.0, 0.0))],  # everything at one exit
+        [dict(report(0.6, 0.55, 0.9), certified={"level": 0.95, "upper_bound": 0.59, "bound": "betting"})],
     ],
-    ids=["one", "no-budget", "two", "frontier", "one-exit"],
+    ids=["one", "no-budget", "two", "frontier", "one-exit", "certified"],
 )
 def test_plot_is_a_valid_png(tmp_path, reports):
     out = tmp_path / "eval.png"

@@ -131,8 +131,15 @@ def plot_evaluation(reports: list[dict], unit: str, path: str) -> None:
         note = f"accuracy {r['accuracy']:.4f}\n{_num(r['mean_latency'])} {unit}"
         if r.get("budget"):
             note += f" ({100 * (r['mean_latency'] / r['budget'] - 1):+.2f}% vs budget)"
-        ax.annotate(note, (r["mean_latency"], r["accuracy"]), xytext=(0, 12),
-                    textcoords="offset points", ha="center", va="bottom", fontsize="small")
+        cert = r.get("certified")
+        if isinstance(cert, dict) and cert.get("upper_bound") is not None:
+            note += f"\ncertified expected latency <= {_num(cert['upper_bound'])}"
+            if cert.get("level") is not None:
+                note += f" at {100 * cert['level']:g}%"
+        left_half = r["mean_latency"] < (lo - pad + hi + pad) / 2  # keep the note inside the axes
+        ax.annotate(note, (r["mean_latency"], r["accuracy"]), xytext=(8 if left_half else -8, 10),
+                    textcoords="offset points", ha="left" if left_half else "right", va="bottom",
+                    fontsize="small")
     ax.set_xlabel(f"mean latency [{unit}]")
     ax.set_ylabel("accuracy")
     ax.set_title("Accuracy against mean latency")
