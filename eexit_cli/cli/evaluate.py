@@ -229,8 +229,12 @@ def evaluate(split, thresholds, budget_text, latency_path, tolerance_text, min_a
 
         plot_evaluation(reports, unit, plot_path)
 
-    if state.err.is_terminal and not state.quiet:
+    if state.interactive:
         _table(reports, unit, state.err)
+        if plot_path is None:
+            from eexit_cli.cli.plots import render_terminal
+
+            state.err.print(render_terminal(reports, unit))
     if output not in (None, "-"):
         write_json_output(result, output)
     if as_json or output == "-" or (output is None and not stdout_is_terminal()):

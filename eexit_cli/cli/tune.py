@@ -206,6 +206,7 @@ def tune(split, latency_path, costs_text, unit, budget_texts, output, confidence
     prev = None
     with progress("tuning", total=len(budgets)) as bar:
         for i, budget in enumerate(budgets):
+            started = time.perf_counter()
             if level is not None:
                 from eexit_cli.core.guarantee import certify
 
@@ -215,7 +216,8 @@ def tune(split, latency_path, costs_text, unit, budget_texts, output, confidence
                             calibration_fraction=cal_fraction, seed=seed, **kwargs)
                 res = g.tune_result
                 tuning = res.to_dict()
-                tuning["guarantee"] = g.to_dict()
+                tuning["guarantee"] = {k: v for k, v in g.to_dict().items() if k != "tune_result"}
+                tuning["seconds"] = time.perf_counter() - started
                 thresholds = g.thresholds
             else:
                 res = solve(outputs.scores, outputs.correct, budget,
