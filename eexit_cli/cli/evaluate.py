@@ -231,7 +231,7 @@ def evaluate(split, thresholds, budget_text, latency_path, tolerance_text, min_a
 
     if state.interactive:
         _table(reports, unit, state.err)
-        if plot_path is None:
+        if plot_path is None and len(reports) > 1:
             from eexit_cli.cli.plots import render_terminal
 
             state.err.print(render_terminal(reports, unit))

@@ -325,6 +325,13 @@ class HardProblem:
             ok.ravel()[f] = False  # fixed-point rounding put it over the budget
         return st
 
+    @staticmethod
+    def _lut(grid, size):
+        """``lut[r]`` = number of grid entries below rank ``r``, for r = 0..size."""
+        ind = np.zeros(size + 1, dtype=np.intp)
+        ind[grid[grid < size] + 1] = 1
+        return np.cumsum(ind)
+
     def _grid(self, n: int, cur: int, reach, local: int, coarse: int, exhaustive: int):
         """Candidate indices for exit ``n`` in a pair sweep (sorted, unique)."""
         size = self.n_candidates(n)
@@ -382,8 +389,8 @@ class HardProblem:
         w2d *= through
         # rho = how many grid candidates lie below a sample's rank: the sample
         # leaves at grid candidate g iff rho > g
-        lut_i = np.searchsorted(gi, np.arange(self.n_candidates(i) + 1), side="left")
-        lut_j = np.searchsorted(gj, np.arange(self.n_candidates(j) + 1), side="left")
+        lut_i = self._lut(gi, self.n_candidates(i))
+        lut_j = self._lut(gj, self.n_candidates(j))
         rho_i, rho_j, flat = self._rho
         np.take(lut_i, self._ranks[i], out=rho_i)
         np.take(lut_j, self._ranks[j], out=rho_j)
@@ -410,12 +417,17 @@ class HardProblem:
         return self._choose(st, hits, lat, lambda ab: self._with(idx, {i: ab[0], j: ab[1]}), grids=(gi, gj))
 
     # ------------------------------------------------------------------ polish
-    def polish(self, st: HardState, *, max_rounds: int = 100, pairs=None, **grid) -> tuple[HardState, int]:
+    def polish(self, st: HardState, *, levels=((8, 24), (32, 96)), exhaustive: int = 256,
+               max_rounds: int = 100, pairs=None) -> tuple[HardState, int]:
         """Improve hard accuracy (ties: lower latency) within the budget.
 
-        Each round runs exact one-threshold sweeps over every exit, then
-        two-threshold sweeps over ``pairs`` (all pairs by default), until a whole
-        round brings no improvement.  Every accepted state meets the budget.
+        Exact one-threshold sweeps over every exit alternate with two-threshold
+        sweeps over ``pairs`` (all pairs by default) until nothing improves.  The
+        pair grids come in ``levels`` of ``(local, coarse)`` sizes: the search
+        runs on the first (cheap) level until it is stuck, then tries the next;
+        any improvement there sends it back to the first.  A pair is not swept
+        again while the state is unchanged since its last sweep.  Every accepted
+        state meets the budget.
 
         Returns the final state and the number of rounds run.
         """
@@ -425,12 +437,30 @@ class HardProblem:
         if pairs is None:
             pairs = [(i, j) for i in range(ne) for j in range(i + 1, ne)]
         rounds = 0
-        for rounds in range(1, max_rounds + 1):
+        level = 0
+        checked: dict = {}
+        while rounds < max_rounds:
+            rounds += 1
             start = st.key()
-            for n in range(ne):
-                st = self.sweep_one(st, n)
-            for i, j in pairs:
-                st = self.sweep_pair(st, i, j, **grid)
-            if st.key() <= start:
+            for _ in range(max_rounds):
+                before = st.key()
+                for n in range(ne):
+                    st = self.sweep_one(st, n)
+                if st.key() <= before:
+                    break
+            local, coarse = levels[level]
+            for pair in pairs:
+                tag = (st._cache["serial"], level)
+                if checked.get(pair) == tag:
+                    continue
+                new = self.sweep_pair(st, *pair, local=local, coarse=coarse, exhaustive=exhaustive)
+                if new is st:
+                    checked[pair] = tag
+                st = new
+            if st.key() > start:
+                level = 0
+            elif level + 1 < len(levels):
+                level += 1
+            else:
                 break
         return st, rounds

@@ -54,6 +54,8 @@ METHODS = ("ippp", "heuristic", "single")
 DEFAULT_K = 100.0
 #: Penalty parameter on the constraint normalised by ``d_N`` (see :func:`tune`).
 DEFAULT_BETA = 500.0
+#: (local, coarse) grid sizes of the pair sweeps in the polish, cheap first.
+_POLISH_LEVELS = ((8, 24), (32, 96))
 #: Outer-step size below which Algorithm 1 stops early (normalised score units).
 DEFAULT_TOL = 1e-3
 
@@ -368,9 +370,11 @@ def tune(scores, correct, costs, budget, *, method: str = "ippp", score_range=No
     total = T + (1 if polish else 0)
     res = _ippp(smooth, start, 0.0, 1.0, T=T, J=J, gamma=gamma, mu=mu, eta=eta, beta=beta,
                 tol=tol, progress=None if progress is None else (lambda d, _t: progress(d, total)))
+    t_solved = time.perf_counter()
     t_ippp = to_orig(res.thresholds)
     stages["ippp"] = _stage(hard, t_ippp, smooth_vals(res.thresholds),
-                            iterations=res.iterations, smallest_step=res.smallest_step)
+                            iterations=res.iterations, smallest_step=res.smallest_step,
+                            seconds=t_solved - t_start)
 
     repaired, shift = hard.repair(t_ippp)
     was_repaired = not hard.feasible(hard.state(hard.index_of(t_ippp)))
@@ -395,15 +399,20 @@ def tune(scores, correct, costs, budget, *, method: str = "ippp", score_range=No
             if sig in seen:
                 continue
             seen.add(sig)
-            out, rounds = hard.polish(st)
+            # every start gets the cheap search; only the best goes on to the finer grids
+            out, rounds = hard.polish(st, levels=_POLISH_LEVELS[:1])
             rounds_total += rounds
             if best is None or out.key() > best.key():
                 best_name, best = name, out
+        if best is not None and len(_POLISH_LEVELS) > 1:
+            best, rounds = hard.polish(best, levels=_POLISH_LEVELS)
+            rounds_total += rounds
         if best is not None and best.key() > repaired.key():
             final_t = hard.thresholds_of(best.index)
         elif best is not None:
             best_name = "ippp"
-        stages["polished"] = _stage(hard, final_t, None, start=best_name, rounds=rounds_total)
+        stages["polished"] = _stage(hard, final_t, None, start=best_name, rounds=rounds_total,
+                                    seconds=time.perf_counter() - t_solved)
         if progress is not None:
             progress(total, total)
 
