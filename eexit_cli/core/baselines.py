@@ -92,7 +92,7 @@ def geometric_exit_fractions(costs, budget: float) -> tuple[np.ndarray, float]:
         log_q = hi
     else:
         log_q = brentq(excess, lo, hi, xtol=1e-14)
-    return fractions(log_q), float(np.exp(log_q))
+    return fractions(log_q), float(np.exp(np.clip(log_q, -700.0, 700.0)))
 
 
 def _finish(hard: HardProblem, raw, info) -> BaselineResult:

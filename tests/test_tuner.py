@@ -1,0 +1,238 @@
+"""tune(): budget always met on the tuning split, exhaustive optimum on small
+problems, unit invariance, input validation, JSON output."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from numpy.testing import assert_allclose
+
+from eexit_cli.core.exact import HardProblem
+from eexit_cli.core.ippp import ippp, warm_start
+from eexit_cli.core.replay import replay
+from eexit_cli.core.smooth import SmoothProblem
+from eexit_cli.core.tuner import METHODS, TuneResult, tune
+from eexit_cli.errors import InfeasibleBudgetError
+
+REFDATA = Path(__file__).resolve().parents[1].parent / "shared" / "refdata"
+
+
+def _problem(n_exits, n_samples, seed, ties=False):
+    rng = np.random.default_rng(seed)
+    difficulty = rng.random(n_samples)
+    scores = np.clip(0.5 * rng.random((n_exits, n_samples)) + 0.5 * (1 - difficulty)
+                     + 0.1 * np.arange(n_exits)[:, None] * rng.random((n_exits, n_samples)), 0, 1)
+    if ties:
+        scores = np.round(scores, 2)
+    correct = rng.random((n_exits, n_samples)) < 0.4 + 0.5 * scores
+    costs = np.cumsum(rng.uniform(0.3, 1.0, n_exits))
+    return scores, correct, costs
+
+
+def _exhaustive_best(scores, correct, costs, budget):
+    hp = HardProblem(scores, correct, costs, budget)
+    best = None
+    for a in range(hp.n_candidates(0)):
+        for b in range(hp.n_candidates(1)):
+            s = hp.state([a, b])
+            if hp.feasible(s) and (best is None or s.key() > best.key()):
+                best = s
+    return best
+
+
+# ------------------------------------------------------------------ warm start
+@pytest.mark.parametrize("n_exits", [3, 5, 17])
+def test_warm_start_root_meets_constraint(n_exits):
+    scores, correct, costs = _problem(n_exits, 500, n_exits)
+    budget = costs[0] + 0.4 * (costs[-1] - costs[0])
+    sp = SmoothProblem(scores, correct, costs, budget, k=100.0)
+    ws = warm_start(sp, 0.0, 1.0)
+    assert ws.status == "root"
+    assert_allclose(ws.thresholds, np.full(n_exits - 1, ws.step))
+    assert_allclose(sp.constraint(ws.thresholds), 0.0, atol=1e-9 * costs[-1])
+
+
+def test_warm_start_without_sign_change():
+    scores, correct, costs = _problem(4, 300, 1)
+    low = SmoothProblem(scores, correct, costs, costs[0] * 0.5, k=100.0)
+    ws = warm_start(low, 0.0, 1.0)
+    assert ws.status == "budget_below_range" and ws.step == 0.0
+    high = SmoothProblem(scores, correct, costs, costs[-1] * 2, k=100.0)
+    ws = warm_start(high, 0.0, 1.0)
+    assert ws.status == "budget_above_range"
+    assert_allclose(ws.thresholds, 1.0)
+
+
+def test_ippp_runs_T_iterations_without_tol_and_stays_in_box():
+    scores, correct, costs = _problem(5, 400, 2)
+    sp = SmoothProblem(scores, correct, costs, costs.mean(), k=100.0)
+    res = ippp(sp, np.full(4, 0.5), 0.0, 1.0, T=7, J=3, tol=0.0)
+    assert res.iterations == 7 and not res.converged
+    assert res.gradient_evaluations == 21
+    assert np.all((res.thresholds >= 0) & (res.thresholds <= 1))
+
+
+# ------------------------------------------------------------- exact machinery
+@pytest.mark.parametrize("seed", range(6))
+def test_polished_result_is_exhaustive_optimum(seed):
+    scores, correct, costs = _problem(3, 200, seed, ties=seed % 2 == 0)
+    budget = costs[0] + np.random.default_rng(seed).uniform(0.1, 0.9) * (costs[-1] - costs[0])
+    best = _exhaustive_best(scores, correct, costs, budget)
+    res = tune(scores, correct, costs, budget)
+    assert res.mean_latency <= budget
+    assert_allclose(res.accuracy * 200, best.hits, atol=0)
+
+
+def test_repair_is_smallest_common_shift():
+    scores, correct, costs = _problem(4, 300, 7)
+    budget = costs[0] + 0.3 * (costs[-1] - costs[0])
+    hp = HardProblem(scores, correct, costs, budget)
+    t = np.full(3, 0.95)
+    st, shift = hp.repair(t)
+    assert shift > 0 and hp.feasible(st)
+    assert replay(scores, correct, hp.thresholds_of(st.index), costs).mean_latency <= budget
+    # brute force: the first gap between score crossings where the budget holds
+    crossings = np.unique(np.concatenate([t[n] - scores[n][scores[n] < t[n]] for n in range(3)]))
+    mids = np.concatenate([[0.0], 0.5 * (crossings[:-1] + crossings[1:]), [crossings[-1] + 1]])
+    first = next(m for m in mids if hp.feasible(hp.state(hp.index_of(t - m))))
+    assert_allclose(st.index, hp.index_of(t - first))
+
+
+# ---------------------------------------------------------- budget property
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 10_000),
+    n_exits=st.integers(2, 6),
+    frac=st.floats(0.0, 1.2),
+    method=st.sampled_from(METHODS),
+)
+def test_hard_budget_always_holds(seed, n_exits, frac, method):
+    scores, correct, costs = _problem(n_exits, 150, seed, ties=seed % 3 == 0)
+    budget = costs[0] + frac * (costs[-1] - costs[0])
+    res = tune(scores, correct, costs, budget, method=method, T=15, J=5)
+    rep = replay(scores, correct, res.thresholds, costs)
+    assert rep.mean_latency <= budget
+    assert_allclose(rep.accuracy, res.accuracy, rtol=0, atol=0)
+
+
+# ---------------------------------------------------------- units and API
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("factor", [1e9, 1e-3])
+def test_cost_unit_does_not_matter(method, factor):
+    scores, correct, costs = _problem(5, 1000, 11)
+    budget = costs[0] + 0.35 * (costs[-1] - costs[0])
+    a = tune(scores, correct, costs, budget, method=method)
+    b = tune(scores, correct, costs * factor, budget * factor, method=method)
+    assert_allclose(b.thresholds, a.thresholds, rtol=0, atol=0)
+    assert_allclose(b.accuracy, a.accuracy, rtol=0, atol=0)
+    assert_allclose(b.mean_latency, a.mean_latency * factor, rtol=1e-12)
+
+
+def test_infeasible_budget_names_smallest_latency():
+    scores, correct, costs = _problem(3, 100, 0)
+    with pytest.raises(InfeasibleBudgetError, match=f"{costs[0]:.6g}"):
+        tune(scores, correct, costs, costs[0] * 0.9)
+
+
+@pytest.mark.parametrize("name", ["k", "T", "J", "gamma", "mu", "eta", "beta"])
+@pytest.mark.parametrize("value", [0, -1.0, float("nan")])
+def test_bad_parameters_raise_value_error(name, value):
+    scores, correct, costs = _problem(3, 50, 0)
+    with pytest.raises(ValueError, match=name):
+        tune(scores, correct, costs, costs.mean(), **{name: value})
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"budget": float("inf")}, "budget"),
+    ({"budget": -1.0}, "budget"),
+    ({"method": "nope"}, "method"),
+    ({"score_range": (1.0, 0.0)}, "score_range"),
+    ({"init": [0.5]}, "init"),
+    ({"tol": -1.0}, "tol"),
+])
+def test_bad_arguments_raise_value_error(kwargs, match):
+    scores, correct, costs = _problem(3, 50, 0)
+    args = {"budget": costs.mean(), **kwargs}
+    budget = args.pop("budget")
+    with pytest.raises(ValueError, match=match):
+        tune(scores, correct, costs, budget, **args)
+
+
+def test_bad_shapes_raise_value_error():
+    scores, correct, costs = _problem(3, 50, 0)
+    with pytest.raises(ValueError, match="costs"):
+        tune(scores, correct, costs[:2], 1.0)
+    with pytest.raises(ValueError, match="correct"):
+        tune(scores, correct[:, :10], costs, 1.0)
+
+
+def test_budget_above_every_cost_and_warnings():
+    scores, correct, costs = _problem(4, 200, 3)
+    res = tune(scores, correct, costs, costs[-1] * 3)
+    assert "cannot bind" in res.message
+    best_single_exit = correct.mean(axis=1).max()
+    assert res.accuracy >= best_single_exit - 1e-12
+    odd = tune(scores, correct, costs[::-1].copy(), costs.mean())
+    assert any("not increasing" in w for w in odd.warnings)
+    assert odd.mean_latency <= costs.mean()
+
+
+def test_result_fields_and_json():
+    scores, correct, costs = _problem(5, 400, 4)
+    calls = []
+    res = tune(scores, correct, costs, costs.mean(), progress=lambda d, t: calls.append((d, t)))
+    assert isinstance(res, TuneResult)
+    assert calls and calls[-1][0] == calls[-1][1]
+    assert res.gradient_evaluations == res.iterations * res.params["J"]
+    assert {"warm_start", "ippp", "polished"} <= set(res.stages)
+    d = res.to_dict()
+    text = json.dumps(d, allow_nan=False)
+    back = json.loads(text)
+    assert back["thresholds"] == res.thresholds.tolist()
+    assert back["method"] == "ippp" and isinstance(back["params"]["k"], float)
+    with pytest.raises(Exception):
+        res.method = "x"  # frozen
+
+
+def test_init_is_used_and_recorded():
+    scores, correct, costs = _problem(4, 300, 5)
+    budget = costs.mean()
+    first = tune(scores, correct, costs, budget)
+    again = tune(scores, correct, costs, budget * 1.01, init=first.thresholds)
+    assert again.params["init"] == first.thresholds.tolist()
+    assert again.mean_latency <= budget * 1.01
+    assert again.accuracy >= first.accuracy - 1e-12
+
+
+def test_score_range_outside_data_widened_with_warning():
+    scores, correct, costs = _problem(3, 100, 6)
+    res = tune(scores, correct, costs, costs.mean(), score_range=(0.2, 0.8))
+    assert any("outside score_range" in w for w in res.warnings)
+
+
+# ------------------------------------------------------------------ real data
+def _load(name):
+    h5py = pytest.importorskip("h5py")
+    if not REFDATA.is_dir():
+        pytest.skip(f"reference data not found at {REFDATA}")
+    with h5py.File(REFDATA / f"{name}_val.h5", "r") as f:
+        scores, correct = f["scores"][()], f["correct"][()].astype(bool)
+    costs = np.array(json.loads((REFDATA / f"{name}_latency.json").read_text())["per_exit"])
+    with open(REFDATA / f"{name}_reference_curve.csv") as fh:
+        curve = list(csv.DictReader(fh))
+    return scores, correct, costs, curve
+
+
+@pytest.mark.parametrize("name", ["alex", "scan"])
+def test_reference_models_meet_budget_and_match_paper(name):
+    scores, correct, costs, curve = _load(name)
+    for row in (curve[5], curve[60]):
+        budget = float(row["budget"])
+        res = tune(scores, correct, costs, budget)
+        assert res.mean_latency <= budget
+        # the paper's own iPPP, rounded to 4 digits in its file
+        assert res.accuracy >= float(row["ippp_val_acc"]) - 5e-5
