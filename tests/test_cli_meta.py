@@ -54,6 +54,17 @@ def test_command_is_documented(path):
     assert f"eexit {' '.join(path)}" in text, f"docs/cli.md does not document `eexit {' '.join(path)}`"
 
 
+def test_cli_reference_is_generated_from_the_current_help():
+    sys.path.insert(0, str(CLI_DOC.parent))
+    try:
+        import make_cli_reference
+    finally:
+        sys.path.pop(0)
+    assert CLI_DOC.read_text() == make_cli_reference.render(), (
+        "docs/cli.md is stale: run `python docs/make_cli_reference.py > docs/cli.md`"
+    )
+
+
 def test_group_help_lists_every_command():
     result = invoke("--help")
     assert result.exit_code == 0
