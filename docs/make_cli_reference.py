@@ -21,7 +21,9 @@ goes to stderr.
 
 
 def _help(command: click.Command, path: list[str]) -> str:
-    with click.Context(command, info_name=" ".join(path), terminal_width=100, max_content_width=100) as ctx:
+    extra = dict(command.context_settings)
+    extra.update(terminal_width=100, max_content_width=100)
+    with command.make_context(" ".join(path), [], resilient_parsing=True, **extra) as ctx:
         return command.get_help(ctx)
 
 
