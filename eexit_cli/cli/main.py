@@ -106,19 +106,11 @@ def cli(ctx: click.Context) -> None:
 
 def _register() -> None:
     from eexit_cli.cli.evaluate import evaluate
+    from eexit_cli.cli.profile_cmd import profile
+    from eexit_cli.cli.tune import tune
 
-    cli.add_command(evaluate)
-    for modname, attr in (
-        ("eexit_cli.cli.tune", "tune"),
-        ("eexit_cli.cli.profile_cmd", "profile"),
-    ):
-        try:
-            module = __import__(modname, fromlist=[attr])
-        except ModuleNotFoundError as exc:
-            if exc.name == modname:
-                continue
-            raise
-        cli.add_command(getattr(module, attr))
+    for command in (profile, tune, evaluate):
+        cli.add_command(command)
 
 
 _register()
