@@ -208,3 +208,23 @@ def test_guarantee_that_cannot_be_certified_fails_clearly(runner, val, tmp_path)
     line = one_error_line(r)
     assert "budget" in line
     assert not out.exists()
+
+
+def test_evaluate_compares_several_files_and_plots_them(runner, val, latency_json, tmp_path):
+    lat = latency_json(COSTS)
+    files = []
+    for method in ("ippp", "heuristic"):
+        out = tmp_path / f"{method}.json"
+        r = run(runner, ["tune", val, "--latency", lat, "--budget", "40%..70%:3", "--method", method, "-o", out])
+        assert r.exit_code == 0, r.output
+        files.append(out)
+    png = tmp_path / "cmp.png"
+    r = run(runner, ["evaluate", val, *files, "--json", "--plot", png])
+    assert r.exit_code == 0, r.output
+    ev = json.loads(r.stdout)
+    assert [e["method"] for e in ev["entries"]] == ["ippp"] * 3 + ["heuristic"] * 3
+    assert [e["thresholds_file"] for e in ev["entries"]] == [str(files[0])] * 3 + [str(files[1])] * 3
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # a budget override is refused for frontiers, whose entries each have their own budget
+    r = run(runner, ["evaluate", val, *files, "--budget", "3"])
+    assert r.exit_code == 2 and "--budget" in one_error_line(r)

@@ -127,7 +127,7 @@ def _table(reports: list[dict], unit: str, console) -> None:
 
 @click.command("evaluate", context_settings=CONTEXT_SETTINGS, epilog=EXIT_CODES_HELP)
 @click.argument("split", type=click.Path(dir_okay=False))
-@click.argument("thresholds", type=click.Path(dir_okay=False))
+@click.argument("thresholds", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--budget", "budget_text", metavar="GAMMA",
               help="Override the budget: a mean latency in the profile's unit, or a percentage of "
                    "the last exit's latency (e.g. 60%).")
@@ -150,7 +150,8 @@ def evaluate(split, thresholds, budget_text, latency_path, tolerance_text, min_a
     """Replay thresholds on a split and check the latency budget.
 
     SPLIT is an exit-outputs HDF5 file (usually the test split); THRESHOLDS is the
-    JSON written by `eexit tune` (a single threshold set or a frontier). Each sample
+    JSON written by `eexit tune` (a single threshold set or a frontier); give
+    several files to compare them (e.g. frontiers of different --method). Each sample
     leaves at the first exit whose confidence is strictly above its threshold; the
     last exit answers the rest. Reports accuracy, mean latency, the budget and the
     violation (mean latency - budget) / budget, and the share and accuracy of the
@@ -160,11 +161,16 @@ def evaluate(split, thresholds, budget_text, latency_path, tolerance_text, min_a
     --tolerance) and accuracy is at least --min-accuracy, 1 when not.
 
     \b
-    Example:
+    Examples:
       eexit evaluate test.h5 thresholds.json --tolerance 1% --min-accuracy 0.9
+      eexit evaluate test.h5 ippp.json heuristic.json --plot frontier.png
     """
     state = get_state()
-    fmt, sets, raw = read_thresholds_or_frontier(thresholds)
+    files = []  # (path, format, threshold sets)
+    for path in thresholds:
+        fmt, sets_in_file, _raw = read_thresholds_or_frontier(path)
+        files.append((path, fmt, sets_in_file))
+    sets = [(path, ts) for path, _fmt, file_sets in files for ts in file_sets]
     try:
         tolerance = parse_fraction(tolerance_text, "--tolerance")
         min_accuracy = None if min_accuracy_text is None else parse_fraction(min_accuracy_text, "--min-accuracy")
@@ -172,7 +178,7 @@ def evaluate(split, thresholds, budget_text, latency_path, tolerance_text, min_a
         raise click.BadParameter(str(exc)) from None
     if min_accuracy is not None and min_accuracy > 1:
         raise click.BadParameter(f"--min-accuracy must be at most 1 (100%), got {min_accuracy_text!r}")
-    if budget_text is not None and len(sets) > 1:
+    if budget_text is not None and any(fmt == "eexit.frontier/v1" for _p, fmt, _s in files):
         raise click.BadParameter(
             "cannot override the budget of a frontier file (each entry has its own budget)",
             param_hint="--budget",
@@ -181,12 +187,12 @@ def evaluate(split, thresholds, budget_text, latency_path, tolerance_text, min_a
 
     cache: dict[str, object] = {}
     reports = []
-    for ts in sets:
+    for path, ts in sets:
         latency = latency_override or ts.latency
         if latency.n_exits != ts.n_exits:
             raise InputError(
                 f"{latency_path}: the latency profile has {latency.n_exits} exits but the thresholds "
-                f"in {thresholds} are for {ts.n_exits} exits (N disagrees)"
+                f"in {path} are for {ts.n_exits} exits (N disagrees)"
             )
         if budget_text is not None:
             try:
@@ -200,26 +206,27 @@ def evaluate(split, thresholds, budget_text, latency_path, tolerance_text, min_a
         outputs = cache[ts.confidence]
         if outputs.n_exits != ts.n_exits:
             raise InputError(
-                f"{split}: has {outputs.n_exits} exits but {thresholds} holds thresholds for "
+                f"{split}: has {outputs.n_exits} exits but {path} holds thresholds for "
                 f"{ts.n_exits} exits (N disagrees)"
             )
-        reports.append(
-            evaluate_set(ts, outputs, latency=latency, budget=budget, tolerance=tolerance,
-                         min_accuracy=min_accuracy)
-        )
+        report = evaluate_set(ts, outputs, latency=latency, budget=budget, tolerance=tolerance,
+                              min_accuracy=min_accuracy)
+        if len(files) > 1:
+            report["thresholds_file"] = str(path)
+        reports.append(report)
 
     first = next(iter(cache.values()))
-    unit = (latency_override or sets[0].latency).unit
+    unit = (latency_override or sets[0][1].latency).unit
     passed = all(r["passed"] for r in reports)
     result = {
         "format": EVALUATION_FORMAT,
         "split": str(split),
-        "thresholds_file": str(thresholds),
+        "thresholds_file": str(thresholds[0]) if len(files) == 1 else [str(p) for p in thresholds],
         "samples": first.n_samples,
         "confidence": first.confidence,
         "passed": passed,
     }
-    if fmt == "eexit.frontier/v1":
+    if len(files) > 1 or files[0][1] == "eexit.frontier/v1":
         result["entries"] = reports
     else:
         result.update(reports[0])
