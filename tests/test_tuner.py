@@ -87,6 +87,50 @@ def test_polished_result_is_exhaustive_optimum(seed):
     assert_allclose(res.accuracy * 200, best.hits, atol=0)
 
 
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("pair", [(0, 1), (0, 2), (1, 3)])
+def test_pair_sweep_is_best_cell_of_its_grid(seed, pair):
+    # grids smaller than the exits (exhaustive=0), so the sweep works on a
+    # subset of candidates; it must return the best feasible cell of that subset
+    scores, correct, costs = _problem(5, 400, 20 + seed, ties=seed % 2 == 1)
+    budget = costs[0] + 0.35 * (costs[-1] - costs[0])
+    hp = HardProblem(scores, correct, costs, budget)
+    st = hp.repair(np.full(4, 0.7))[0]
+    i, j = pair
+    through = st._cache["reach"][i].copy()
+    for n in range(i + 1, j):
+        through &= hp._ranks[n] <= st.index[n]
+    gi = hp._grid(i, int(st.index[i]), st._cache["reach"][i], 3, 6, 0)[0]
+    gj = hp._grid(j, int(st.index[j]), through, 3, 6, 0)[0]
+    best = st
+    for a in gi:
+        for b in gj:
+            idx = st.index.copy()
+            idx[i], idx[j] = a, b
+            cand = hp.state(idx)
+            if hp.feasible(cand) and cand.key() > best.key():
+                best = cand
+    out = hp.sweep_pair(st, i, j, local=3, coarse=6, exhaustive=0)
+    assert hp.feasible(out)
+    assert out.key() == best.key()
+
+
+def test_polish_of_a_stuck_state_resumes_at_the_next_level():
+    scores, correct, costs = _problem(4, 500, 3)
+    budget = costs[0] + 0.4 * (costs[-1] - costs[0])
+    hp = HardProblem(scores, correct, costs, budget)
+    st = hp.repair(np.full(3, 0.8))[0]
+    levels = ((2, 4), (8, 16))
+    cheap, _ = hp.polish(st, levels=levels[:1], exhaustive=0)
+    again, rounds = hp.polish(cheap, levels=levels[:1], exhaustive=0)
+    assert again is cheap and rounds == 0
+    full, _ = hp.polish(cheap, levels=levels, exhaustive=0)
+    assert full.key() >= cheap.key() and hp.feasible(full)
+    # a different set of pairs is a different search: no shortcut
+    _, rounds = hp.polish(cheap, levels=levels[:1], exhaustive=0, pairs=[(0, 1)])
+    assert rounds >= 1
+
+
 def test_repair_is_smallest_common_shift():
     scores, correct, costs = _problem(4, 300, 7)
     budget = costs[0] + 0.3 * (costs[-1] - costs[0])

@@ -32,6 +32,7 @@ hard mean latency is within the budget.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -83,14 +84,22 @@ class HardProblem:
         self._cands = []
         self._ranks = np.empty((ne, m), dtype=np.intp)
         self._order = np.empty((ne, m), dtype=np.intp)
+        self._sorted_ranks = np.empty((ne, m), dtype=np.intp)
         self._cnt_le = []
+        first = np.empty(m, dtype=bool)
         for n in range(ne):
-            u, inv = np.unique(self.scores[n], return_inverse=True)
+            # one stable sort gives the distinct values, the ranks (1-based) and
+            # the order of the samples by rank
+            order = np.argsort(self.scores[n], kind="stable")
+            srt = self.scores[n, order]
+            first[0] = True
+            np.not_equal(srt[1:], srt[:-1], out=first[1:])
+            u = srt[first]
             self._values.append(u)
-            self._ranks[n] = inv.reshape(-1) + 1
-            self._order[n] = np.argsort(self._ranks[n], kind="stable")
+            self._ranks[n, order] = self._sorted_ranks[n] = np.cumsum(first)
+            self._order[n] = order
             # number of samples ranked <= k, for k = 0 .. K
-            self._cnt_le.append(np.searchsorted(self._ranks[n, self._order[n]], np.arange(u.size + 1), side="right"))
+            self._cnt_le.append(np.append(np.flatnonzero(first), m))
             self._cands.append(self.candidates(u, lower, upper))
         # integer fixed-point costs: |sum over samples| < 2**52 stays exact in float64
         dmax = float(np.max(np.abs(self.costs)))
@@ -110,6 +119,8 @@ class HardProblem:
         self._cs = np.zeros(m + 1, dtype=np.int64)
         self._bool = np.empty((2, m), dtype=bool)
         self._rho = np.empty((3, m), dtype=np.intp)
+        self._scratch_bufs: dict = {}
+        self._grid_cache: dict = {}
         self._serial = 0
         self.evaluations = 0
 
@@ -302,27 +313,44 @@ class HardProblem:
             out[n] = k
         return out
 
-    def _choose(self, st, hits, lat, make_index, grids=None):
-        """Pick the best feasible cell of ``hits``/``lat``; verify it exactly."""
-        ok = lat <= self._ibudget * (1.0 + 1e-13)
+    def _scratch(self, name: str, shape, dtype=np.int64) -> np.ndarray:
+        """A reusable work array of ``shape`` (contents undefined)."""
+        size = math.prod(shape)
+        buf = self._scratch_bufs.get(name)
+        if buf is None or buf.size < size or buf.dtype != dtype:
+            buf = np.empty(max(size, 1024), dtype=dtype)
+            self._scratch_bufs[name] = buf
+        return buf[:size].reshape(shape)
+
+    def _choose(self, st, hits, lat, make_index, order=None):
+        """Pick the best feasible cell of ``hits``/``lat``; verify it exactly.
+
+        Best = most hits, then lowest latency, then the first cell in ``order``
+        (a function of the flat indices of the tied cells returning their rank;
+        default: the flat index itself).  ``make_index`` maps a flat index to
+        candidate indices.
+        """
+        ok = self._scratch("ok", hits.shape, bool)
+        np.less_equal(lat, self._ibudget * (1.0 + 1e-13), out=ok)
+        # hits >= 0, so (hits + 1) * ok is 0 exactly on the cells over the budget
+        h = self._scratch("masked", hits.shape)
+        np.add(hits, 1, out=h)
+        h *= ok
+        h = h.ravel()
+        lat = lat.ravel()
         for _ in range(4):
-            if not np.any(ok):
+            best_h = int(h.max()) - 1
+            if best_h < 0 or best_h < st.hits:
                 return st
-            h = np.where(ok, hits, np.iinfo(np.int64).min)
-            best_h = h.max()
-            if best_h < st.hits:
-                return st
-            cand = np.flatnonzero(h == best_h)
-            f = int(cand[np.argmin(lat.ravel()[cand])])
-            if grids is None:
-                new_index = make_index(f)
-            else:
-                a, b = divmod(f, grids[1].size)
-                new_index = make_index((grids[0][a], grids[1][b]))
+            cand = np.flatnonzero(h == best_h + 1)
+            lc = lat[cand]
+            cand = cand[lc == lc.min()]
+            f = int(cand[0] if order is None or cand.size == 1 else cand[np.argmin(order(cand))])
+            new_index = make_index(f)
             new = self._accept(st, new_index)
             if new is not st or np.array_equal(new_index, st.index):
                 return new
-            ok.ravel()[f] = False  # fixed-point rounding put it over the budget
+            h[f] = 0  # fixed-point rounding put it over the budget
         return st
 
     @staticmethod
@@ -332,21 +360,63 @@ class HardProblem:
         ind[grid[grid < size] + 1] = 1
         return np.cumsum(ind)
 
-    def _grid(self, n: int, cur: int, reach, local: int, coarse: int, exhaustive: int):
-        """Candidate indices for exit ``n`` in a pair sweep (sorted, unique)."""
+    def _grid(self, n: int, cur: int, reach, local: int, coarse: int, exhaustive: int, key=None):
+        """Candidate indices for exit ``n`` in a pair sweep (sorted, unique) and their :meth:`_lut`.
+
+        ``key``, when given, identifies ``reach`` (the thresholds it depends on):
+        grids are then remembered, since a polish asks for the same ones often.
+        """
         size = self.n_candidates(n)
         if size <= exhaustive:
-            return np.arange(size, dtype=np.intp)
+            grid = np.arange(size, dtype=np.intp)
+            return grid, self._lut(grid, size)
+        if key is not None:
+            key = (n, cur, local, coarse, key)
+            hit = self._grid_cache.get(key)
+            if hit is not None:
+                return hit
         lo = max(0, cur - local)
         hi = min(size, cur + local + 1)
         parts = [np.arange(lo, hi, dtype=np.intp), np.array([0, size - 1], dtype=np.intp)]
-        counts = np.bincount(self._ranks[n], weights=reach, minlength=size)
-        cdf = np.cumsum(counts)
-        if cdf[-1] > 0:
-            levels = np.linspace(0.0, cdf[-1], coarse)
-            q = np.minimum(np.searchsorted(cdf, levels, side="left"), size - 1)
+        # ranks of the samples reaching the exit, sorted; with cdf(r) the number
+        # of them ranked <= r, the smallest r with cdf(r) >= level is the rank of
+        # the ceil(level)-th of them (0 for level 0)
+        ranked = self._sorted_ranks[n][reach[self._order[n]]]
+        if ranked.size > 0:
+            levels = np.ceil(np.linspace(0.0, ranked.size, coarse)).astype(np.intp)
+            q = np.zeros(coarse, dtype=np.intp)
+            q[levels > 0] = ranked[levels[levels > 0] - 1]
+            np.minimum(q, size - 1, out=q)
             parts += [q, np.maximum(q - 1, 0)]
-        return np.unique(np.concatenate(parts))
+        grid = np.unique(np.concatenate(parts))
+        out = grid, self._lut(grid, size)
+        if key is not None:
+            if len(self._grid_cache) >= 4096:
+                self._grid_cache.clear()
+            self._grid_cache[key] = out
+        return out
+
+    def _pair_table(self, name: str, flat, weights, ki: int, kj: int, add) -> np.ndarray:
+        """Sums of ``weights`` for every cell of a pair sweep, plus ``add[a]``.
+
+        ``flat = rho_i * (kj + 1) + (kj - rho_j)``.  Returns ``u`` of shape
+        ``(kj, ki)`` with ``u[kj - 1 - b, a]`` = sum over the samples with
+        ``rho_i <= a`` and ``rho_j > b``, plus ``add[a]``.  Both cumulative sums
+        run along rows of integer arrays and every buffer is reused: the
+        cumulative sum down the columns of a float array, or a fresh array per
+        step, costs several times more.
+        """
+        # integer-valued float64 sums below 2**53 are exact
+        hist = np.bincount(flat, weights=weights, minlength=(ki + 1) * (kj + 1))
+        sfx = self._scratch("pair_sfx", (ki, kj + 1))
+        np.copyto(sfx, hist[: ki * (kj + 1)].reshape(ki, kj + 1), casting="unsafe")
+        del hist
+        np.cumsum(sfx, axis=1, out=sfx)  # over j, from the top: rho_j > b
+        u = self._scratch(name, (kj, ki))
+        np.copyto(u, sfx[:, :kj].T)
+        np.cumsum(u, axis=1, out=u)  # over i: rho_i <= a
+        u += add
+        return u
 
     def sweep_pair(self, st: HardState, i: int, j: int, *, local: int = 32, coarse: int = 96,
                    exhaustive: int = 256) -> HardState:
@@ -367,8 +437,10 @@ class HardProblem:
         for n in range(i + 1, j):
             np.less_equal(self._ranks[n], idx[n], out=tmp)
             through &= tmp
-        gi = self._grid(i, int(idx[i]), reach_i, local, coarse, exhaustive)
-        gj = self._grid(j, int(idx[j]), through, local, coarse, exhaustive)
+        key_i = tuple(idx[:i].tolist())
+        gi, lut_i = self._grid(i, int(idx[i]), reach_i, local, coarse, exhaustive, key=key_i)
+        gj, lut_j = self._grid(j, int(idx[j]), through, local, coarse, exhaustive,
+                        key=(key_i, i, tuple(idx[i + 1:j].tolist())))
         ki, kj = gi.size, gj.size
         a_z, d_z = self._down(st, j + 1)  # outcome when passing j too
         a_mid, d_mid = self._down(st, i + 1)  # outcome when passing i, t_j as now
@@ -389,32 +461,38 @@ class HardProblem:
         w2d *= through
         # rho = how many grid candidates lie below a sample's rank: the sample
         # leaves at grid candidate g iff rho > g
-        lut_i = self._lut(gi, self.n_candidates(i))
-        lut_j = self._lut(gj, self.n_candidates(j))
         rho_i, rho_j, flat = self._rho
         np.take(lut_i, self._ranks[i], out=rho_i)
         np.take(lut_j, self._ranks[j], out=rho_j)
         np.multiply(rho_i, kj + 1, out=flat)
-        flat += rho_j
+        flat += kj
+        flat -= rho_j
         h1a = np.bincount(rho_i, weights=w1a, minlength=ki + 1).astype(np.int64)
         h1d = np.bincount(rho_i, weights=w1d, minlength=ki + 1).astype(np.int64)
         c1a = np.cumsum(h1a)[:ki]
         c1d = np.cumsum(h1d)[:ki]
-        shape = (ki + 1, kj + 1)
-        size = shape[0] * shape[1]
-        h2a = np.bincount(flat, weights=w2a, minlength=size).astype(np.int64).reshape(shape)
-        h2d = np.bincount(flat, weights=w2d, minlength=size).astype(np.int64).reshape(shape)
-        c2a = np.cumsum(h2a[:ki], axis=0)
-        c2d = np.cumsum(h2d[:ki], axis=0)
-        c2a = (c2a.sum(axis=1, keepdims=True) - np.cumsum(c2a, axis=1))[:, :kj]
-        c2d = (c2d.sum(axis=1, keepdims=True) - np.cumsum(c2d, axis=1))[:, :kj]
         # base: samples not reaching i as now, samples reaching i all leaving at i
         n_reach = int(np.count_nonzero(reach_i))
         base_a = int(np.sum(a_0)) - int(np.dot(a_0, reach_i)) + int(np.dot(self._icorrect[i], reach_i))
         base_d = int(np.sum(d_0)) - int(np.dot(d_0, reach_i)) + int(self._icost[i]) * n_reach
-        hits = base_a + c1a[:, None] + c2a
-        lat = base_d + c1d[:, None] + c2d
-        return self._choose(st, hits, lat, lambda ab: self._with(idx, {i: ab[0], j: ab[1]}), grids=(gi, gj))
+        c1a += base_a
+        c1d += base_d
+        hits = self._pair_table("pair_hits", flat, w2a, ki, kj, c1a)
+        lat = self._pair_table("pair_lat", flat, w2d, ki, kj, c1d)
+
+        def cell(f):  # flat index of (kj - 1 - b, a) -> (a, b)
+            r, a = divmod(f, ki)
+            return a, kj - 1 - r
+
+        def make_index(f):
+            a, b = cell(f)
+            return self._with(idx, {i: gi[a], j: gj[b]})
+
+        def order(fs):  # ties: the first cell in (a, b) order
+            r, a = np.divmod(fs, ki)
+            return a * kj + (kj - 1 - r)
+
+        return self._choose(st, hits, lat, make_index, order=order)
 
     # ------------------------------------------------------------------ polish
     def polish(self, st: HardState, *, levels=((8, 24), (32, 96)), exhaustive: int = 256,
@@ -426,8 +504,11 @@ class HardProblem:
         pair grids come in ``levels`` of ``(local, coarse)`` sizes: the search
         runs on the first (cheap) level until it is stuck, then tries the next;
         any improvement there sends it back to the first.  A pair is not swept
-        again while the state is unchanged since its last sweep.  Every accepted
-        state meets the budget.
+        again while the state is unchanged since its last sweep, and neither is
+        a single threshold.  A state that
+        ends a polish stuck remembers it: polishing it again with more levels
+        (same pairs) starts at the first new level.  Every accepted state meets
+        the budget.
 
         Returns the final state and the number of rounds run.
         """
@@ -436,16 +517,36 @@ class HardProblem:
         ne = self.n_exits - 1
         if pairs is None:
             pairs = [(i, j) for i in range(ne) for j in range(i + 1, ne)]
+        levels = tuple(tuple(lv) for lv in levels)
+        setting = (exhaustive, tuple(tuple(p) for p in pairs))
         rounds = 0
         level = 0
+        # a state a previous polish left stuck on the first levels (same pairs and
+        # grids) would only repeat those sweeps: go straight to the next level
+        stuck = st._cache.get("stuck")
+        skip_ones = False
+        if stuck is not None and stuck[1] == setting and levels[: len(stuck[0])] == stuck[0]:
+            if len(stuck[0]) >= len(levels):
+                return st, 0
+            level, skip_ones = len(stuck[0]), True
         checked: dict = {}
+        checked_one: dict = {}
         while rounds < max_rounds:
             rounds += 1
             start = st.key()
             for _ in range(max_rounds):
+                if skip_ones:
+                    skip_ones = False
+                    break
                 before = st.key()
                 for n in range(ne):
-                    st = self.sweep_one(st, n)
+                    serial = st._cache["serial"]
+                    if checked_one.get(n) == serial:
+                        continue
+                    new = self.sweep_one(st, n)
+                    if new is st:
+                        checked_one[n] = serial
+                    st = new
                 if st.key() <= before:
                     break
             local, coarse = levels[level]
@@ -462,5 +563,6 @@ class HardProblem:
             elif level + 1 < len(levels):
                 level += 1
             else:
+                st._cache["stuck"] = (levels, setting)
                 break
         return st, rounds

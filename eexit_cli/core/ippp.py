@@ -153,7 +153,7 @@ def ippp(problem: SmoothProblem, t0, lower: float, upper: float, *, T: int = 100
         w = t_bar.copy()
         v = v_prev
         for _ in range(J):
-            _, g, _, _ = problem.phi_grad(w, t_bar, gamma, beta)
+            g = problem.phi_gradient(w, t_bar, gamma, beta)
             v = np.clip(w - step * g, lower, upper)
             w = v + momentum * (v - v_prev)
             v_prev = v

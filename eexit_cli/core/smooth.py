@@ -128,34 +128,37 @@ class SmoothProblem:
         ne = self.n_exits - 1
         # tanh argument 0.5*k*(t_n - s_n) = 0.5*k*t_n - hs[n]
         self._hs = np.ascontiguousarray(0.5 * self.k * scores[:ne], dtype=dt)
-        self._a = np.ascontiguousarray(np.asarray(correct, dtype=bool), dtype=dt)
+        correct = np.asarray(correct, dtype=bool)
         self._cost_dt = self.costs.astype(dt)
         m = self.n_samples
         self._p = np.empty((ne, m), dtype=dt)  # pass probabilities p_n
         self._dp = np.empty((ne, m), dtype=dt)  # k p_n (1 - p_n) P_n
         self._reach = np.empty((ne, m), dtype=dt)  # P_n = prod_{i<n} p_i
-        self._va = np.empty(m, dtype=dt)
-        self._vd = np.empty(m, dtype=dt)
-        self._tmp = np.empty(m, dtype=dt)
-        self._tmp2 = np.empty(m, dtype=dt)
+        self._reach[0].fill(1.0)
+        # rewards per exit as (2, M) blocks, row 0 accuracy and row 1 cost, so that
+        # the backward recursion of both runs in one pass per exit
+        self._w = np.empty((self.n_exits, 2, m), dtype=dt)
+        self._w[:, 0] = correct
+        self._w[:, 1] = self._cost_dt[:, None]
+        self._v = np.empty((2, m), dtype=dt)  # V_n for accuracy and cost
+        self._diff = np.empty((2, m), dtype=dt)  # V_{n+1} - w_n
         self.evaluations = 0
 
     # ------------------------------------------------------------------ values
     def _forward(self, t, need_grad: bool) -> None:
         ne = self.n_exits - 1
-        hk = 0.5 * self.k
         p, dp, reach = self._p, self._dp, self._reach
-        for n in range(ne):
-            row = p[n]
-            np.subtract(hk * float(t[n]), self._hs[n], out=row)
-            np.tanh(row, out=row)
-            if need_grad:
-                # k p (1 - p) = k/4 (1 - tanh^2)
-                np.multiply(row, row, out=dp[n])
-                np.subtract(1.0, dp[n], out=dp[n])
-            row *= 0.5
-            row += 0.5
-        reach[0].fill(1.0)
+        # whole (N-1, M) blocks at once: few exits, many samples, and every numpy
+        # call has a fixed overhead comparable to a row's arithmetic
+        shift = (0.5 * self.k * t).astype(self.dtype)
+        np.subtract(shift[:, None], self._hs, out=p)
+        np.tanh(p, out=p)
+        if need_grad:
+            # k p (1 - p) = k/4 (1 - tanh^2)
+            np.multiply(p, p, out=dp)
+            np.subtract(1.0, dp, out=dp)
+        p *= 0.5
+        p += 0.5
         for n in range(1, ne):
             np.multiply(reach[n - 1], p[n - 1], out=reach[n])
         if need_grad:
@@ -182,34 +185,29 @@ class SmoothProblem:
         """
         return self._run(t, need_grad=True)
 
-    def _run(self, t, need_grad: bool):
+    def _run(self, t, need_grad: bool, need_acc: bool = True):
         t = np.asarray(t, dtype=np.float64)
         if t.shape != (self.n_exits - 1,):
             raise ValueError(f"thresholds must have shape ({self.n_exits - 1},), got {t.shape}")
         self.evaluations += 1
         self._forward(t, need_grad)
         ne = self.n_exits - 1
-        p, a, d = self._p, self._a, self._cost_dt
-        va, vd, tmp = self._va, self._vd, self._tmp
+        p, w, v, diff, dp = self._p, self._w, self._v, self._diff, self._dp
         inv_m = 1.0 / self.n_samples
         grad_a = np.zeros(ne)
         grad_d = np.zeros(ne)
-        va[:] = a[ne]
-        vd.fill(d[ne])
+        v[...] = w[ne]
         for n in range(ne - 1, -1, -1):
             # V_n = w_n + p_n (V_{n+1} - w_n)
-            np.subtract(va, a[n], out=tmp)
+            np.subtract(v, w[n], out=diff)
             if need_grad:
-                grad_a[n] = float(np.dot(self._dp[n], tmp)) * inv_m
-            np.multiply(tmp, p[n], out=tmp)
-            np.add(tmp, a[n], out=va)
-            vd -= d[n]
-            if need_grad:
-                grad_d[n] = float(np.dot(self._dp[n], vd)) * inv_m
-            vd *= p[n]
-            vd += d[n]
-        acc = float(np.sum(va, dtype=np.float64)) * inv_m
-        lat = float(np.sum(vd, dtype=np.float64)) * inv_m
+                grad_a[n] = float(np.dot(dp[n], diff[0])) * inv_m
+                grad_d[n] = float(np.dot(dp[n], diff[1])) * inv_m
+            rows = slice(None) if n or need_acc else slice(1, 2)  # V_1 of accuracy unused
+            np.multiply(diff[rows], p[n], out=diff[rows])
+            np.add(diff[rows], w[n, rows], out=v[rows])
+        acc = float(np.sum(v[0], dtype=np.float64)) * inv_m if need_acc else float("nan")
+        lat = float(np.sum(v[1], dtype=np.float64)) * inv_m
         return acc, lat, grad_a, grad_d
 
     # ----------------------------------------------------- proximal subproblem
@@ -240,3 +238,13 @@ class SmoothProblem:
         value = -acc + 0.5 * gamma * float(diff @ diff) + 0.5 * beta * c * c
         grad = -ga + gamma * diff + (beta * c) * gd
         return value, grad, acc, lat
+
+    def phi_gradient(self, t, t_bar, gamma: float, beta: float) -> np.ndarray:
+        """Gradient of ``phi_t`` (eq. 16) alone, as :meth:`phi_grad` computes it.
+
+        Skips the smoothed accuracy and the value, which Algorithm 1 never uses.
+        """
+        t = np.asarray(t, dtype=np.float64)
+        _, lat, ga, gd = self._run(t, need_grad=True, need_acc=False)
+        c = max(0.0, lat - self.budget)
+        return -ga + gamma * (t - t_bar) + (beta * c) * gd
