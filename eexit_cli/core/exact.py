@@ -88,9 +88,10 @@ class HardProblem:
         self._cnt_le = []
         first = np.empty(m, dtype=bool)
         for n in range(ne):
-            # one stable sort gives the distinct values, the ranks (1-based) and
-            # the order of the samples by rank
-            order = np.argsort(self.scores[n], kind="stable")
+            # one sort gives the distinct values, the ranks (1-based) and an order
+            # of the samples by rank (ties in any order: only sums over whole
+            # groups of tied samples are taken along it)
+            order = np.argsort(self.scores[n])
             srt = self.scores[n, order]
             first[0] = True
             np.not_equal(srt[1:], srt[:-1], out=first[1:])
@@ -444,7 +445,6 @@ class HardProblem:
         ki, kj = gi.size, gj.size
         a_z, d_z = self._down(st, j + 1)  # outcome when passing j too
         a_mid, d_mid = self._down(st, i + 1)  # outcome when passing i, t_j as now
-        a_0, d_0 = self._down(st, 0)  # outcome now
         w1a, w1d, w2a, w2d = self._w
         # 1-D part: samples reaching i that pass it, relative to leaving at i; the
         # value of passing is taken with "nobody leaves at j" (a_z for `through`)
@@ -472,9 +472,15 @@ class HardProblem:
         c1a = np.cumsum(h1a)[:ki]
         c1d = np.cumsum(h1d)[:ki]
         # base: samples not reaching i as now, samples reaching i all leaving at i
-        n_reach = int(np.count_nonzero(reach_i))
-        base_a = int(np.sum(a_0)) - int(np.dot(a_0, reach_i)) + int(np.dot(self._icorrect[i], reach_i))
-        base_d = int(np.sum(d_0)) - int(np.dot(d_0, reach_i)) + int(self._icost[i]) * n_reach
+        bases = st._cache.setdefault("pair_base", {})  # shared by the pairs (i, *)
+        if i not in bases:
+            a_0, d_0 = self._down(st, 0)  # outcome now
+            n_reach = int(np.count_nonzero(reach_i))
+            bases[i] = (
+                int(np.sum(a_0)) - int(np.dot(a_0, reach_i)) + int(np.dot(self._icorrect[i], reach_i)),
+                int(np.sum(d_0)) - int(np.dot(d_0, reach_i)) + int(self._icost[i]) * n_reach,
+            )
+        base_a, base_d = bases[i]
         c1a += base_a
         c1d += base_d
         hits = self._pair_table("pair_hits", flat, w2a, ki, kj, c1a)

@@ -154,7 +154,8 @@ def ippp(problem: SmoothProblem, t0, lower: float, upper: float, *, T: int = 100
         v = v_prev
         for _ in range(J):
             g = problem.phi_gradient(w, t_bar, gamma, beta)
-            v = np.clip(w - step * g, lower, upper)
+            # the projection, as np.clip computes it at a fraction of its call overhead
+            v = np.minimum(np.maximum(w - step * g, lower), upper)
             w = v + momentum * (v - v_prev)
             v_prev = v
         move = float(np.linalg.norm(v - t_bar))

@@ -203,9 +203,13 @@ class SmoothProblem:
             if need_grad:
                 grad_a[n] = float(np.dot(dp[n], diff[0])) * inv_m
                 grad_d[n] = float(np.dot(dp[n], diff[1])) * inv_m
-            rows = slice(None) if n or need_acc else slice(1, 2)  # V_1 of accuracy unused
-            np.multiply(diff[rows], p[n], out=diff[rows])
-            np.add(diff[rows], w[n, rows], out=v[rows])
+            if n == 0 and not need_acc:
+                v, diff, wn = v[1], diff[1], w[0, 1]  # V_1 of accuracy unused
+            else:
+                wn = w[n]
+            np.multiply(diff, p[n], out=diff)
+            np.add(diff, wn, out=v)
+        v = self._v
         acc = float(np.sum(v[0], dtype=np.float64)) * inv_m if need_acc else float("nan")
         lat = float(np.sum(v[1], dtype=np.float64)) * inv_m
         return acc, lat, grad_a, grad_d
