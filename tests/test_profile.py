@@ -18,7 +18,7 @@ from onnx import TensorProto, helper  # noqa: E402
 from eexit_cli.cli.main import cli  # noqa: E402
 from eexit_cli.errors import InputError, MissingDependencyError  # noqa: E402
 from eexit_cli.io.jsonfiles import read_latency  # noqa: E402
-from eexit_cli.profiling.onnx_profiler import median_ci, parse_shape, profile_onnx  # noqa: E402
+from eexit_cli.profiling.onnx_profiler import parse_shape, profile_onnx  # noqa: E402
 
 SAMPLE_MODEL = Path(__file__).resolve().parents[1] / "sample_data" / "model.onnx"
 EXIT_NAMES = ["exit_1", "exit_2", "exit_3", "exit_4"]
@@ -134,7 +134,7 @@ def test_outputs_option_selects_and_orders_exits(runner, tmp_path):
 
 
 def _timing(name, median, iqr):
-    from eexit_cli.profiling.onnx_profiler import ExitTiming
+    from eexit_cli.core.latency_stats import ExitTiming
 
     return ExitTiming(name=name, median=median, mean=median, q1=median - iqr / 2, q3=median + iqr / 2,
                       ci_low=median, ci_high=median, ci_level=0.95, minimum=median - iqr,
@@ -215,28 +215,8 @@ def test_inner_tensors_can_be_exits(tmp_path):
 
 
 # ---------------------------------------------------------------------------
-# Statistics
+# Parsing
 # ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("n", [6, 10, 51, 200, 1000])
-def test_median_ci_is_the_binomial_order_statistic_interval(n):
-    from scipy.stats import binom
-
-    x = np.arange(n, dtype=float)
-    low, high, coverage = median_ci(x, 0.95)
-    j = int(low) + 1  # 1-based order statistic of the lower end
-    assert high == n - j  # symmetric: x_(n-j+1), 0-based n-j
-    assert coverage == pytest.approx(1 - 2 * binom.cdf(j - 1, n, 0.5), rel=1e-12)
-    assert coverage >= 0.95
-    # one step narrower would fall below the level
-    assert 1 - 2 * binom.cdf(j, n, 0.5) < 0.95
-
-
-def test_median_ci_with_too_few_values_is_the_range():
-    low, high, coverage = median_ci(np.array([1.0, 2.0, 3.0]), 0.95)
-    assert (low, high) == (1.0, 3.0)
-    assert coverage == pytest.approx(0.75)
 
 
 def test_parse_shape():

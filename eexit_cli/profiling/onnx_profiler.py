@@ -12,7 +12,8 @@ runs the whole graph, so every exit would cost the whole model. Every session ge
 the same random input at batch size 1; after a warm-up, rounds of ``repeat`` timed
 calls are run for each exit, the order of the exits shuffled in every round, so that
 slow drifts of the machine (frequency, other work) spread over all exits alike.
-d_n is the median of the per-call times.
+d_n is the median of the per-call times; the statistics are computed in
+``eexit_cli.core.latency_stats``.
 
 onnx and onnxruntime are imported only when a model is profiled (the ``onnx``
 extra); everything else in eexit works without them.
@@ -23,7 +24,6 @@ from __future__ import annotations
 import datetime as _dt
 import gc
 import hashlib
-import math
 import os
 import platform
 import time
@@ -32,11 +32,11 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from eexit_cli.core.latency_stats import ExitTiming, exit_timing
 from eexit_cli.errors import DeviceUnavailableError, InputError, MissingDependencyError
 
 LATENCY_FORMAT = "eexit.latency/v1"
 DEVICES = ("cpu", "cuda")
-CI_LEVEL = 0.95
 # IQR / median above this makes a warning: the machine was too busy or too noisy for
 # the median to mean much.
 SPREAD_WARNING = 0.10
@@ -49,55 +49,6 @@ ProgressCallback = Callable[[int, int], None]
 # ---------------------------------------------------------------------------
 # Results
 # ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ExitTiming:
-    """Timing statistics of one exit, in seconds.
-
-    ``ci_low``/``ci_high`` bound the median at level ``ci_level`` from order statistics
-    (distribution-free); they treat the calls as independent, so they describe the noise
-    within this run, not how far another run on another day may land.
-    """
-
-    name: str
-    median: float
-    mean: float
-    q1: float
-    q3: float
-    ci_low: float
-    ci_high: float
-    ci_level: float
-    minimum: float
-    count: int
-    round_median_min: float
-    round_median_max: float
-
-    @property
-    def iqr(self) -> float:
-        return self.q3 - self.q1
-
-    @property
-    def relative_iqr(self) -> float:
-        return self.iqr / self.median if self.median > 0 else math.inf
-
-    def to_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "median": self.median,
-            "mean": self.mean,
-            "q1": self.q1,
-            "q3": self.q3,
-            "iqr": round(self.iqr, 12),
-            "relative_iqr": round(self.relative_iqr, 6),
-            "ci_low": self.ci_low,
-            "ci_high": self.ci_high,
-            "ci_level": self.ci_level,
-            "min": self.minimum,
-            "count": self.count,
-            "round_median_min": self.round_median_min,
-            "round_median_max": self.round_median_max,
-        }
 
 
 @dataclass(frozen=True)
@@ -173,59 +124,6 @@ class ProfileResult:
             "exit_names": list(self.exit_names),
             "measurement": measurement,
         }
-
-
-# ---------------------------------------------------------------------------
-# Statistics
-# ---------------------------------------------------------------------------
-
-
-def median_ci(sorted_values: np.ndarray, level: float = CI_LEVEL) -> tuple[float, float, float]:
-    """Distribution-free confidence interval of the median from order statistics.
-
-    With X ~ Binomial(n, 1/2) the number of values below the median, the interval
-    [x_(j), x_(n-j+1)] (1-based order statistics) covers the median with probability
-    1 - 2 P(X <= j - 1); j is the largest index that keeps this at least ``level``.
-    Returns (low, high, coverage); for very few values the interval is [min, max] and
-    its coverage is below ``level``.
-    """
-    from scipy.special import bdtr
-
-    x = np.asarray(sorted_values)
-    n = x.size
-    if n == 0:
-        raise ValueError("median_ci needs at least one value")
-    cdf = bdtr(np.arange(n + 1), n, 0.5)  # P(X <= k)
-    j = int(np.searchsorted(cdf, (1.0 - level) / 2.0, side="right"))
-    if j == 0:
-        return float(x[0]), float(x[-1]), max(0.0, float(1.0 - 2.0 * cdf[0]))
-    return float(x[j - 1]), float(x[n - j]), float(1.0 - 2.0 * cdf[j - 1])
-
-
-def _seconds(ns: float) -> float:
-    # the clock counts whole nanoseconds; rounding keeps float noise out of the JSON
-    return round(float(ns) / 1e9, 12)
-
-
-def _exit_timing(name: str, per_round_ns: list[list[int]]) -> ExitTiming:
-    ns = np.sort(np.concatenate([np.asarray(r, dtype=np.int64) for r in per_round_ns])).astype(np.float64)
-    q1, median, q3 = np.percentile(ns, [25, 50, 75])
-    low, high, _ = median_ci(ns)
-    round_medians = [float(np.median(r)) for r in per_round_ns]
-    return ExitTiming(
-        name=name,
-        median=_seconds(median),
-        mean=_seconds(ns.mean()),
-        q1=_seconds(q1),
-        q3=_seconds(q3),
-        ci_low=_seconds(low),
-        ci_high=_seconds(high),
-        ci_level=CI_LEVEL,
-        minimum=_seconds(ns[0]),
-        count=int(ns.size),
-        round_median_min=_seconds(min(round_medians)),
-        round_median_max=_seconds(max(round_medians)),
-    )
 
 
 # ---------------------------------------------------------------------------
@@ -685,7 +583,7 @@ def profile_onnx(
     if progress is not None and done != total:
         progress(total, total)
 
-    exits = tuple(_exit_timing(names[n], times[n]) for n in range(n_exits))
+    exits = tuple(exit_timing(names[n], times[n]) for n in range(n_exits))
     environment["loadavg_start"] = load_start
     environment["loadavg_end"] = load_end
     warnings = _warnings(exits, threads, cpus, load_start, rounds, rounds_done)
@@ -705,7 +603,7 @@ def profile_onnx(
         seed=seed,
         timestamp=timestamp,
         wall_time=wall_time,
-        call_overhead=None if baseline is None else _exit_timing("call overhead", times[n_exits]),
+        call_overhead=None if baseline is None else exit_timing("call overhead", times[n_exits]),
         environment=environment,
         warnings=tuple(warnings),
     )
@@ -761,7 +659,6 @@ __all__ = [
     "ExitTiming",
     "InputSpec",
     "ProfileResult",
-    "median_ci",
     "parse_shape",
     "profile_onnx",
 ]
