@@ -238,7 +238,7 @@ def tune(scores, correct, costs, budget, *, method: str = "ippp", score_range=No
     points on average with beta = 100 against 3.9 with 500 and 9.7 with 2000:
     a large penalty gradient ``beta * c * grad c`` against the fixed step
     ``1/eta`` makes the inner iterations overshoot along the constraint.
-    ``tol = 1e-3``: a tenth of the logistic width at k = 100; steps below it move
+    ``tol = 1e-3``: a tenth of the logistic's scale 1/k at k = 100; steps below it move
     the smoothed indicators by well under a percent, and the hard outcome
     (decided afterwards by the exact repair and polish) no longer changes
     measurably, while stopping there saves most of the 1,000 gradient
