@@ -228,3 +228,17 @@ def test_evaluate_compares_several_files_and_plots_them(runner, val, latency_jso
     # a budget override is refused for frontiers, whose entries each have their own budget
     r = run(runner, ["evaluate", val, *files, "--budget", "3"])
     assert r.exit_code == 2 and "--budget" in one_error_line(r)
+
+
+def test_frontier_entries_match_separate_runs(runner, val, latency_json, tmp_path):
+    """Entries are warm-started from their neighbour, so they may differ from separate runs
+    only by that start's effect on the local optimum: a fraction of a point here."""
+    lat = latency_json(COSTS)
+    front = tmp_path / "f.json"
+    assert run(runner, ["tune", val, "--latency", lat, "--budget", "40%..80%:4", "-o", front]).exit_code == 0
+    for entry in json.loads(front.read_text())["entries"]:
+        r = run(runner, ["tune", val, "--latency", lat, "--budget", repr(entry["budget"])])
+        single = json.loads(r.stdout)
+        assert single["budget"] == entry["budget"]
+        assert abs(single["tuning"]["accuracy"] - entry["tuning"]["accuracy"]) <= 0.005
+        assert entry["tuning"]["mean_latency"] <= entry["budget"] + 1e-12
