@@ -18,6 +18,7 @@ from eexit_cli.cli.common import (
     progress,
     write_json_output,
 )
+from eexit_cli.core.replay import replay
 from eexit_cli.core.latency import increasing_warning, parse_budget, parse_fraction, parse_level
 from eexit_cli.errors import InputError
 from eexit_cli.io.exits import read_exits
@@ -225,8 +226,6 @@ def tune(split, latency_path, costs_text, unit, budget_texts, output, confidence
                 tuning = res.to_dict()
                 thresholds = res.thresholds
             prev = thresholds
-            from eexit_cli.core.replay import replay
-
             hard = replay(outputs.scores, outputs.correct, thresholds, latency.per_exit)
             tuning["split"] = str(split)
             tuning["samples"] = outputs.n_samples
