@@ -21,8 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REFDATA = Path(__file__).resolve().parents[1].parent / "shared" / "refdata"
-SWEEPS = {"alex": ("0.0015857", "0.0024395"), "scan": ("0.375", "0.635"), "msd": ("4.39e8", "1.066e9")}
+from refdata import REFDATA, SWEEPS, require
 
 
 def eexit(*args) -> float:
@@ -36,10 +35,9 @@ def main():
     ap.add_argument("--model", default="msd", choices=sorted(SWEEPS))
     ap.add_argument("--budgets", type=int, default=20)
     args = ap.parse_args()
-    if not REFDATA.is_dir():
-        raise SystemExit(f"reference data not found at {REFDATA}")
+    require()
     val, lat = REFDATA / f"{args.model}_val.h5", REFDATA / f"{args.model}_latency.json"
-    lo, hi = SWEEPS[args.model]
+    lo, hi = (f"{x:g}" for x in SWEEPS[args.model])
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         front = tmp / "frontier.json"

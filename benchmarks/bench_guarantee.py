@@ -15,11 +15,8 @@ Default parameters only. Uses the library directly (same code as the CLI).
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
-import h5py
 import numpy as np
 
 from eexit_cli.core.guarantee import certify
@@ -27,13 +24,8 @@ from eexit_cli.core.replay import replay
 from eexit_cli.core.tuner import tune
 from eexit_cli.errors import InfeasibleBudgetError
 
-REFDATA = Path(__file__).resolve().parents[1].parent / "shared" / "refdata"
-SWEEPS = {"alex": (0.0015857, 0.0024395), "scan": (0.375, 0.635), "msd": (4.39e8, 1.066e9)}
-
-
-def load(name, split):
-    with h5py.File(REFDATA / f"{name}_{split}.h5") as f:
-        return f["scores"][()], f["correct"][()].astype(bool)
+from refdata import SWEEPS, load_costs, require
+from refdata import load_split as load
 
 
 def main():
@@ -43,8 +35,7 @@ def main():
     ap.add_argument("--models", default="alex,scan,msd")
     ap.add_argument("--seed", type=int, default=12345)
     args = ap.parse_args()
-    if not REFDATA.is_dir():
-        raise SystemExit(f"reference data not found at {REFDATA}")
+    require()
 
     print(f"Exchangeable check: {args.splits} random 50/50 splits of val+test, 5 budgets, "
           f"guarantee level {args.level:.0%}")
@@ -52,7 +43,7 @@ def main():
           f"{'acc plain':>9} {'acc guar.':>9} {'acc given up':>12} {'s/pair':>7}")
     record = []
     for name in args.models.split(","):
-        costs = np.array(json.loads((REFDATA / f"{name}_latency.json").read_text())["per_exit"])
+        costs = load_costs(name)
         sv, cv = load(name, "val")
         st, ct = load(name, "test")
         scores, correct = np.hstack([sv, st]), np.hstack([cv, ct])
@@ -97,7 +88,7 @@ def main():
     print(f"{'model':6} {'budget':>11} {'plain viol.':>11} {'guar. viol.':>11} {'plain acc':>9} "
           f"{'guar. acc':>9} {'certified bound':>15}")
     for name in record:
-        costs = np.array(json.loads((REFDATA / f"{name}_latency.json").read_text())["per_exit"])
+        costs = load_costs(name)
         sv, cv = load(name, "val")
         st, ct = load(name, "test")
         for budget in np.linspace(*SWEEPS[name], 5):

@@ -16,14 +16,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
 
-import h5py
 import numpy as np
 
 from eexit_cli.core.replay import replay
 
-REFDATA = Path(__file__).resolve().parents[1].parent / "shared" / "refdata"
+from refdata import load_costs, load_split, require
 
 
 def full_matrix(scores, correct, thresholds, costs):
@@ -62,17 +60,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=200)
     args = ap.parse_args()
-    if not REFDATA.is_dir():
-        raise SystemExit(f"reference data not found at {REFDATA}")
+    require()
     print(f"{'model':8} {'N x M':>10} {'eexit ms':>9} {'bare ms':>15} {'ratio':>6} "
           f"{'per-sample ms':>14} {'ratio':>7}")
     for name in ("alex", "scan", "msd"):
-        with h5py.File(REFDATA / f"{name}_val.h5") as f:
-            scores = f["scores"][()]
-            correct = f["correct"][()].astype(bool)
-        import json
-
-        costs = np.array(json.loads((REFDATA / f"{name}_latency.json").read_text())["per_exit"])
+        scores, correct = load_split(name, "val")
+        costs = load_costs(name)
         n, m = scores.shape
         thresholds = np.quantile(scores[:-1], 0.4, axis=1)
         ours = replay(scores, correct, thresholds, costs)
