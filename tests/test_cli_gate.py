@@ -441,3 +441,20 @@ def test_guarantee_takes_the_score_box_from_the_tuning_part_only(tmp_path):
         tune_idx = np.sort(perm[n_cal:])
         lo, hi = out.scores[:, tune_idx].min(), out.scores[:, tune_idx].max()
         assert doc["tuning"]["params"]["score_range"] == [lo, hi]
+
+
+def test_write_errors_name_the_users_file_not_the_temporary_one(tmp_path):
+    from eexit_cli.io.atomic import atomic_write_bytes
+
+    folder = tmp_path / "taken"
+    (folder / "inside").mkdir(parents=True)  # renaming a file over a non-empty folder fails
+    with pytest.raises(OSError) as info:
+        atomic_write_bytes(folder, b"{}")
+    assert info.value.filename == str(folder) and ".tmp" not in str(info.value)
+    assert [p.name for p in tmp_path.iterdir()] == ["taken"]  # no temporary file left
+
+
+def test_output_to_a_full_device_is_one_line_naming_it(f):
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full")
+    refused(invoke("evaluate", f.test, f.thresholds(), "-o", "/dev/full"), "/dev/full", "No space left")

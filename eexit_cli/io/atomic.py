@@ -136,7 +136,19 @@ def _write_in_place(path: str, data: bytes) -> None:
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path``: atomically for a regular file (same-folder temporary
-    file + rename), in place for a FIFO or a character device, following symlinks."""
+    file + rename), in place for a FIFO or a character device, following symlinks.
+
+    An ``OSError`` names ``path`` as given, never the temporary file.
+    """
+    try:
+        _write(path, data)
+    except OSError as exc:
+        if isinstance(exc, BrokenPipeError) and resolve_output(path) == STDOUT:
+            raise
+        raise type(exc)(exc.errno, exc.strerror or str(exc), os.fspath(path)) from None
+
+
+def _write(path, data: bytes) -> None:
     target = resolve_output(path)
     if target == STDOUT:
         _write_stdout(data)
