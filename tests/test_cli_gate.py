@@ -497,3 +497,24 @@ def test_tune_stores_the_exact_percentage_and_evaluate_agrees(f):
     assert r.exit_code == 0, r.stderr
     doc = json.loads(r.stdout)
     assert doc["budget"] == 1.05
+
+
+def test_files_in_different_time_units_share_the_reports_unit(f):
+    in_ms = f.thresholds("ms.json", budget=2.5, unit="ms")
+    in_s = f.thresholds("s.json", budget=0.0025, unit="s", costs=[c / 1000 for c in COSTS])
+    rep = json.loads(invoke("evaluate", f.test, in_ms, in_s).stdout)
+    assert rep["unit"] == "ms" and [e["unit"] for e in rep["entries"]] == ["ms", "ms"]
+    a, b = rep["entries"]
+    assert a["budget"] == b["budget"] == 2.5
+    assert a["mean_latency"] == pytest.approx(b["mean_latency"], rel=1e-15)
+    assert [r["latency"] for r in b["per_exit"]] == COSTS
+    assert a["passed"] is b["passed"]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--T", "1e23"], ["--T", "1e23"]), (["--k", "inf"], ["--k", "positive"]),
+    (["--guarantee", "90%", "--seed", "-1"], ["--seed", "-1"]),
+    (["--calibration-fraction", "20%"], ["--calibration-fraction", "--guarantee"]),
+])
+def test_option_errors_say_what_would_be_right(f, args, words):
+    refused(invoke("tune", f.val, "--costs", "1,2,4", "--budget", "60%", *args), *words)

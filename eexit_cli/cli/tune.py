@@ -19,7 +19,7 @@ from eexit_cli.cli.common import (
     progress,
     write_json_output,
 )
-from eexit_cli.core.replay import replay
+from eexit_cli.core.report import evaluation_entry
 from eexit_cli.core.latency import MAX_BUDGETS, increasing_warning, parse_budgets, parse_fraction, parse_level
 from eexit_cli.errors import InfeasibleBudgetError, InputError
 from eexit_cli.io.agreement import check_exit_names
@@ -295,12 +295,13 @@ def tune(split, latency_path, costs_text, unit, budget_texts, output, confidence
                 bar(i + 1)
                 continue
             prev = thresholds
-            hard = replay(outputs.scores, outputs.correct, thresholds, latency.per_exit)
+            # the figures evaluate would report on this split, computed the same way
+            hard = evaluation_entry(outputs.scores, outputs.correct, thresholds, latency.per_exit)
             tuning["split"] = str(split)
             tuning["samples"] = outputs.n_samples
-            tuning["accuracy"] = hard.accuracy
-            tuning["mean_latency"] = hard.mean_latency
-            tuning["per_exit_fraction"] = [float(f) for f in hard.fraction]
+            tuning["accuracy"] = hard["accuracy"]
+            tuning["mean_latency"] = hard["mean_latency"]
+            tuning["per_exit_fraction"] = [row["fraction"] for row in hard["per_exit"]]
             extra = {} if names is None else {"exit_names": list(names)}
             entry = thresholds_to_dict(thresholds, outputs.confidence, budget, latency,
                                        **extra, tuning=tuning)
