@@ -157,11 +157,11 @@ def evaluate(split, thresholds, budget_text, latency_path, tolerance_text, min_a
     try:
         tolerance = parse_fraction(tolerance_text, "--tolerance")
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--tolerance") from None
+        raise click.UsageError(str(exc)) from None
     try:
         min_accuracy = None if min_accuracy_text is None else parse_fraction(min_accuracy_text, "--min-accuracy")
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--min-accuracy") from None
+        raise click.UsageError(str(exc)) from None
     if min_accuracy is not None and min_accuracy > 1:
         raise click.BadParameter(f"must be at most 1 (100%), got {min_accuracy_text!r}",
                                  param_hint="--min-accuracy")
@@ -204,7 +204,7 @@ def evaluate(split, thresholds, budget_text, latency_path, tolerance_text, min_a
             try:
                 budget = parse_budget(budget_text, costs, unit, "--budget")
             except ValueError as exc:
-                raise click.BadParameter(str(exc), param_hint="--budget") from None
+                raise click.UsageError(str(exc)) from None
         else:
             budget = None if ts.budget is None else float(Fraction(ts.budget) * factor)
         if ts.confidence not in cache:

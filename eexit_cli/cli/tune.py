@@ -205,11 +205,11 @@ def tune(split, latency_path, costs_text, unit, budget_texts, output, confidence
         try:
             level = parse_level(guarantee_text, "--guarantee")
         except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--guarantee") from None
+            raise click.UsageError(str(exc)) from None
         try:
             cal_fraction = parse_fraction(calibration_fraction, "--calibration-fraction")
         except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--calibration-fraction") from None
+            raise click.UsageError(str(exc)) from None
         if not 0 < cal_fraction < 1:
             raise click.BadParameter("must be strictly between 0% and 100%", param_hint="--calibration-fraction")
     check_output_target(output, [split] + ([latency_path] if latency_path else []))
@@ -219,7 +219,7 @@ def tune(split, latency_path, costs_text, unit, budget_texts, output, confidence
     try:
         budgets = parse_budgets(budget_texts, latency.per_exit, latency.unit)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--budget") from None
+        raise click.UsageError(str(exc)) from None
 
     outputs = read_exits(split, confidence=confidence)
     if outputs.n_exits != latency.n_exits:

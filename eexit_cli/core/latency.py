@@ -57,16 +57,25 @@ def increasing_warning(costs) -> str | None:
     )
 
 
+def _show(text, limit: int = 40) -> str:
+    """``repr(text)``, cut short for messages."""
+    r = repr(str(text))
+    return r if len(r) <= limit else r[: limit - 4] + "...'"
+
+
 def _number(s: str, name: str, example: str) -> Fraction:
     """A decimal number written in ``s`` as an exact rational (refusing inf, nan and overflow)."""
     if not re.fullmatch(_NUMBER, s):
-        raise ValueError(f"{name} {s!r} is not a number (e.g. {example})")
+        raise ValueError(f"{name} {_show(s)} is not a number (e.g. {example})")
     value = float(s)
     if not math.isfinite(value):
-        raise ValueError(f"{name} {s!r} is too large")
+        raise ValueError(f"{name} {_show(s)} is too large")
     if value == 0:
         return Fraction(0)
-    return Fraction(s)
+    try:
+        return Fraction(s)
+    except ValueError:  # thousands of digits: beyond exact parsing, and beyond a double anyway
+        return Fraction(value)
 
 
 def _to_float(value: Fraction, name: str, text) -> float:
@@ -75,7 +84,7 @@ def _to_float(value: Fraction, name: str, text) -> float:
     except OverflowError:
         out = math.inf
     if not math.isfinite(out):
-        raise ValueError(f"{name} {text!r} is too large")
+        raise ValueError(f"{name} {_show(text)} is too large")
     return out
 
 
@@ -110,7 +119,7 @@ def parse_budget(text: str | float, costs, unit: str | None = None, name: str = 
             if "too large" in str(exc):
                 raise
             raise ValueError(
-                f"{name} {text!r} is not a number; give a mean latency in the profile's unit, "
+                f"{name} {_show(text)} is not a number; give a mean latency in the profile's unit, "
                 f"a percentage of the last exit's cost or a time ({hint})"
             ) from None
         if suffix is None:
@@ -122,17 +131,17 @@ def parse_budget(text: str | float, costs, unit: str | None = None, name: str = 
         else:
             if not is_time_unit(suffix):
                 raise ValueError(
-                    f"{name} {text!r} has an unknown unit {suffix!r}; use % or one of "
+                    f"{name} {_show(text)} has an unknown unit {suffix!r}; use % or one of "
                     f"{', '.join(TIME_UNIT_NAMES)}, or a plain number in the profile's unit"
                 )
             if unit is None or not is_time_unit(unit):
                 raise ValueError(
-                    f"{name} {text!r} is a time but the costs are in {unit!r}, which is not a time "
+                    f"{name} {_show(text)} is a time but the costs are in {unit!r}, which is not a time "
                     "unit; give the budget as a plain number or a percentage"
                 )
             value = _to_float(amount * conversion_factor(suffix, unit), name, text)
     if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be positive, got {text!r}")
+        raise ValueError(f"{name} must be positive, got {_show(text)}")
     return float(value)
 
 
@@ -157,20 +166,20 @@ def parse_budgets(texts, costs, unit: str | None = None, name: str = "--budget")
             total += 1
         else:
             if not re.fullmatch(r"\d{1,9}", m.group("n")):
-                raise ValueError(f"{name} sweep {text!r}: COUNT must be a whole number, e.g. 40%..80%:20")
+                raise ValueError(f"{name} sweep {_show(text)}: COUNT must be a whole number, e.g. 40%..80%:20")
             n = int(m.group("n"))
             if n < 1:
-                raise ValueError(f"{name} sweep {text!r} needs a count of at least 1")
+                raise ValueError(f"{name} sweep {_show(text)} needs a count of at least 1")
             total += n
             if total > MAX_BUDGETS:
                 raise ValueError(
-                    f"{name} {text!r} asks for {total} budgets in all; at most {MAX_BUDGETS} are "
+                    f"{name} {_show(text)} asks for {total} budgets in all; at most {MAX_BUDGETS} are "
                     "tuned in one run (split a larger sweep into several runs)"
                 )
             lo = parse_budget(m.group("lo"), costs, unit, name)
             hi = parse_budget(m.group("hi"), costs, unit, name)
             if hi < lo:
-                raise ValueError(f"{name} sweep {text!r} goes down; write LOW..HIGH:COUNT")
+                raise ValueError(f"{name} sweep {_show(text)} goes down; write LOW..HIGH:COUNT")
             if n == 1:
                 budgets.append(lo)
             else:
@@ -196,17 +205,17 @@ def parse_fraction(text: str | float, name: str = "tolerance", *, allow_above_on
     except ValueError as exc:
         if "too large" in str(exc):
             raise
-        raise ValueError(f"{name} {text!r} is not a fraction or percentage (e.g. 0.02 or 2%)") from None
+        raise ValueError(f"{name} {_show(text)} is not a fraction or percentage (e.g. 0.02 or 2%)") from None
     if amount < 0:
-        raise ValueError(f"{name} must not be negative, got {text!r}")
+        raise ValueError(f"{name} must not be negative, got {_show(text)}")
     if percent:
         amount /= 100
     elif amount > 1 and not allow_above_one:
         raise ValueError(
-            f"{name} {text!r} is above 1 as a fraction ({float(amount) * 100:g}%); "
-            f"write {body}% for {body} percent, or a fraction like 0.{body.replace('.', '').zfill(2)}"
+            f"{name} {_show(text)} is above 1 as a fraction ({float(amount) * 100:g}%); "
+            f"write {_show(body)[1:-1]}% for {body} percent, or a fraction like 0.{body.replace('.', '').zfill(2)}"
             if re.fullmatch(r"\d{1,2}", body) else
-            f"{name} {text!r} is above 1 as a fraction; write a percentage like {body}% or a fraction <= 1"
+            f"{name} {_show(text)} is above 1 as a fraction; write a percentage like {_show(body)[1:-1]}% or a fraction <= 1"
         )
     return _to_float(amount, name, text)
 
@@ -215,5 +224,5 @@ def parse_level(text: str | float, name: str = "level") -> float:
     """Parse a probability in (0, 1) given as "95%" or "0.95"."""
     value = parse_fraction(text, name)
     if not 0 < value < 1:
-        raise ValueError(f"{name} must be strictly between 0% and 100%, got {text!r}")
+        raise ValueError(f"{name} must be strictly between 0% and 100%, got {_show(text)}")
     return value
