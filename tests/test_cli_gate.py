@@ -518,3 +518,9 @@ def test_files_in_different_time_units_share_the_reports_unit(f):
 ])
 def test_option_errors_say_what_would_be_right(f, args, words):
     refused(invoke("tune", f.val, "--costs", "1,2,4", "--budget", "60%", *args), *words)
+
+
+def test_duplicate_keys_are_refused(f):
+    lat = f.json("dup.json", '{"format": "eexit.latency/v1", "unit": "ms", "per_exit": [1, 2, 4], '
+                             '"per_exit": [4, 2, 1]}')
+    refused(invoke("tune", f.val, "--latency", lat, "--budget", "60%"), "dup.json", "'per_exit'", "twice")

@@ -70,13 +70,30 @@ class ThresholdSet:
         return int(self.thresholds.size + 1)
 
 
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs):
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
 def load_json(path: str | os.PathLike, what: str) -> dict:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise InputError(f"{path}: file not found")
     try:
         with open(path, "rb") as fh:
-            data = json.loads(fh.read().decode("utf-8"))
+            data = json.loads(fh.read().decode("utf-8"), object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        raise InputError(
+            f"{path}: the key {exc.args[0]!r} appears twice in one object; which one is meant is unclear"
+        ) from None
     except UnicodeDecodeError:
         raise InputError(f"{path}: not a JSON {what} file (not UTF-8 text)") from None
     except json.JSONDecodeError as exc:
