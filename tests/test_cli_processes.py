@@ -146,3 +146,13 @@ def test_output_to_dev_stderr_through_its_symlink(files):
     tmp, split, _, lat = files
     r = bash(f"{cmd('tune', split, '--latency', lat, '--budget', '60%', '-q', '-o', '/dev/stderr')} 2>&1 >/dev/null | cat")
     assert json.loads(r.stdout)["format"] == "eexit.thresholds/v1"
+
+
+def test_long_warnings_off_a_terminal_stay_on_one_line(files):
+    tmp, split, _, lat = files
+    r = bash(f"{cmd('tune', split, '--latency', lat, '--budget', '3%..60%:20', '-o', tmp / 'f.json')} 2>&1 >/dev/null | cat")
+    lines = r.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: skipped") and len(lines[0]) > 120, r.stdout
+    # notes are for a terminal (README): none here
+    r = bash(f"{cmd('tune', split, '--latency', lat, '--budget', '60%', '-o', tmp / 't.json')} 2>&1 | cat")
+    assert r.stdout == ""
