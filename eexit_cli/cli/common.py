@@ -80,6 +80,15 @@ def output_option(help_text: str = "Write the JSON here ('-' = stdout). Default:
     )
 
 
+def ignore_index_option(func):
+    """The shared ``--ignore-index`` option (samples with this label are left out)."""
+    return click.option(
+        "--ignore-index", "ignore_index", type=int, default=None, metavar="LABEL",
+        help="Leave out samples whose label is LABEL (e.g. -100, the PyTorch/Hugging Face "
+             "label of padding tokens). Needs /labels in SPLIT.",
+    )(func)
+
+
 def write_json_output(data, output: str | None) -> None:
     """Write a result to ``output`` (atomically) or to stdout when it is None or '-'."""
     write_json(data, "-" if output in (None, "-") else output)

@@ -14,6 +14,7 @@ from eexit_cli.cli.common import (
     ExitCode,
     get_state,
     global_options,
+    ignore_index_option,
     stdout_is_terminal,
     write_json_output,
 )
@@ -144,9 +145,10 @@ def _table(reports: list[dict], unit: str, console) -> None:
               help="Also write the JSON report to this file (atomically; '-' = stdout).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, metavar="FILE.png",
               help="Draw accuracy against mean latency (needs the 'plot' extra).")
+@ignore_index_option
 @global_options
 def evaluate(split, thresholds, budget_text, latency_path, tolerance_text, min_accuracy_text,
-             as_json, output, plot_path):
+             as_json, output, plot_path, ignore_index):
     """Replay thresholds on a split and check the latency budget.
 
     SPLIT is an exit-outputs HDF5 file (usually the test split); THRESHOLDS is the
@@ -202,7 +204,7 @@ def evaluate(split, thresholds, budget_text, latency_path, tolerance_text, min_a
         else:
             budget = ts.budget
         if ts.confidence not in cache:
-            cache[ts.confidence] = read_exits(split, confidence=ts.confidence)
+            cache[ts.confidence] = read_exits(split, confidence=ts.confidence, ignore_index=ignore_index)
         outputs = cache[ts.confidence]
         if outputs.n_exits != ts.n_exits:
             raise InputError(

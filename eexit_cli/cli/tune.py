@@ -3,34 +3,27 @@
 from __future__ import annotations
 
 import re
-import time
 
 import click
 import numpy as np
 from rich.table import Table
 
+from eexit_cli.api.tuning import tune_outputs
 from eexit_cli.cli.common import (
     CONTEXT_SETTINGS,
     EXIT_CODES_HELP,
     get_state,
     global_options,
+    ignore_index_option,
     output_option,
     progress,
     write_json_output,
 )
-from eexit_cli.core.replay import replay
-from eexit_cli.core.latency import increasing_warning, parse_budget, parse_fraction, parse_level
-from eexit_cli.errors import InputError
+from eexit_cli.core.latency import parse_budget, parse_fraction, parse_level
 from eexit_cli.io.exits import read_exits
-from eexit_cli.io.jsonfiles import (
-    FRONTIER_FORMAT,
-    latency_from_costs,
-    read_latency,
-    thresholds_to_dict,
-)
+from eexit_cli.io.jsonfiles import latency_from_costs, read_latency
 
 METHODS = ("ippp", "heuristic", "single")
-MIN_SAMPLES_PER_EXIT = 10
 _RANGE = re.compile(r"^\s*(?P<lo>[^.:][^:]*?)\s*\.\.\s*(?P<hi>[^:]+?)\s*:\s*(?P<n>\d+)\s*$")
 
 
@@ -131,6 +124,7 @@ def _summary(console, entries: list[dict], unit: str, exit_names: list[str]) -> 
 @click.option("--bound", "bound_name", default=None, metavar="NAME",
               help="Upper confidence bound used by --guarantee (see docs/guarantee.md).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the --guarantee split.")
+@ignore_index_option
 @click.option("--k", "k", type=float, default=None, help="Steepness of the logistic (eq. 3), on scores scaled to [0, 1].")
 @click.option("--T", "T", type=int, default=None, help="Outer iterations of Algorithm 1 (at most).")
 @click.option("--J", "J", type=int, default=None, help="Inner accelerated-gradient steps per outer iteration.")
@@ -140,7 +134,7 @@ def _summary(console, entries: list[dict], unit: str, exit_names: list[str]) -> 
 @click.option("--beta", type=float, default=None, help="Penalty parameter β (eq. 16), for costs scaled by d_N.")
 @global_options
 def tune(split, latency_path, costs_text, unit, budget_texts, output, confidence, method, polish,
-         guarantee_text, calibration_fraction, bound_name, seed, k, T, J, gamma, mu, eta, beta):
+         guarantee_text, calibration_fraction, bound_name, seed, ignore_index, k, T, J, gamma, mu, eta, beta):
     """Tune exit thresholds on a validation split for a mean-latency budget.
 
     Maximises the accuracy of early-exit inference on SPLIT (an exit-outputs HDF5
@@ -156,8 +150,6 @@ def tune(split, latency_path, costs_text, unit, budget_texts, output, confidence
       eexit tune val.h5 --latency latency.json --budget 40%..80%:20 -o frontier.json
       eexit tune val.h5 --latency latency.json --budget 60% --guarantee 95% -o t.json
     """
-    from eexit_cli.core.tuner import tune as tune_thresholds
-
     state = get_state()
     if (latency_path is None) == (costs_text is None):
         raise click.UsageError("give exactly one of --latency FILE or --costs D1,D2,...")
@@ -182,74 +174,17 @@ def tune(split, latency_path, costs_text, unit, budget_texts, output, confidence
         if not 0 < cal_fraction < 1:
             raise click.BadParameter("must be strictly between 0% and 100%", param_hint="--calibration-fraction")
 
-    outputs = read_exits(split, confidence=confidence)
-    if outputs.n_exits != latency.n_exits:
-        raise InputError(
-            f"{source}: the latency profile has {latency.n_exits} exits but {split} has "
-            f"{outputs.n_exits} (N disagrees)"
-        )
-    min_samples = MIN_SAMPLES_PER_EXIT * outputs.n_exits
-    if outputs.n_samples < min_samples:
-        raise InputError(
-            f"{split}: {outputs.n_samples} samples are too few to tune {outputs.n_exits} exits on; "
-            f"use a validation split of at least {min_samples} samples"
-        )
-    warn = increasing_warning(latency.per_exit)
-    if warn and not state.quiet:
-        state.err.print(f"[yellow]warning[/]: {source}: {warn}", highlight=False, soft_wrap=True)
-
-    def solve(scores, correct, budget, init=None, progress_cb=None):
-        return tune_thresholds(scores, correct, latency.per_exit, budget, method=method,
-                               score_range=outputs.score_range, polish=polish, init=init,
-                               progress=progress_cb, **params)
-
-    entries = []
-    prev = None
+    outputs = read_exits(split, confidence=confidence, ignore_index=ignore_index)
     with progress("tuning", total=len(budgets)) as bar:
-        for i, budget in enumerate(budgets):
-            started = time.perf_counter()
-            if level is not None:
-                from eexit_cli.core.guarantee import certify
-
-                kwargs = {} if bound_name is None else {"bound": bound_name}
-                g = certify(outputs.scores, outputs.correct, latency.per_exit, budget, level=level,
-                            tune_fn=lambda s, c, d, b, init=None: solve(s, c, b, init=init),
-                            calibration_fraction=cal_fraction, seed=seed, **kwargs)
-                res = g.tune_result
-                tuning = res.to_dict()
-                tuning["guarantee"] = {k: v for k, v in g.to_dict().items() if k != "tune_result"}
-                tuning["seconds"] = time.perf_counter() - started
-                thresholds = g.thresholds
-            else:
-                res = solve(outputs.scores, outputs.correct, budget,
-                            init=prev if len(budgets) > 1 else None)
-                tuning = res.to_dict()
-                thresholds = res.thresholds
-            prev = thresholds
-            hard = replay(outputs.scores, outputs.correct, thresholds, latency.per_exit)
-            tuning["split"] = str(split)
-            tuning["samples"] = outputs.n_samples
-            tuning["accuracy"] = hard.accuracy
-            tuning["mean_latency"] = hard.mean_latency
-            tuning["per_exit_fraction"] = [float(f) for f in hard.fraction]
-            entry = thresholds_to_dict(thresholds, outputs.confidence, budget, latency,
-                                       exit_names=outputs.exit_names, tuning=tuning)
-            entries.append(entry)
-            for w in tuning.get("warnings", []) or []:
-                if not state.quiet and w != warn:
-                    state.err.print(f"[yellow]warning[/]: {w}", highlight=False, soft_wrap=True)
-            bar(i + 1)
-
-    if len(entries) == 1:
-        result = entries[0]
-    else:
-        result = {
-            "format": FRONTIER_FORMAT,
-            "confidence": outputs.confidence,
-            "split": str(split),
-            "budgets": budgets,
-            "entries": entries,
-        }
+        tuned = tune_outputs(outputs, latency, budgets, method=method, polish=polish, guarantee=level,
+                             calibration_fraction=cal_fraction if level is not None else 0.3,
+                             bound=bound_name, seed=seed, params=params, latency_source=source,
+                             progress=bar)
+    if not state.quiet:
+        for w in tuned.warnings:
+            state.err.print(f"[yellow]warning[/]: {w}", highlight=False, soft_wrap=True)
+    entries = tuned.entries
+    result = tuned.to_dict()
     write_json_output(result, output)
     if state.interactive:
         _summary(state.err, entries, latency.unit, outputs.exit_names)
