@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import click
-import numpy as np
 from rich.table import Table
 
 from eexit_cli.cli.common import (
@@ -19,12 +18,11 @@ from eexit_cli.cli.common import (
     write_json_output,
 )
 from eexit_cli.core.latency import parse_budget, parse_fraction
-from eexit_cli.core.replay import replay
+from eexit_cli.core.report import evaluation_entry, evaluation_report
 from eexit_cli.errors import InputError
 from eexit_cli.io.exits import read_exits
 from eexit_cli.io.jsonfiles import read_latency, read_thresholds_or_frontier
 
-EVALUATION_FORMAT = "eexit.evaluation/v1"
 
 
 def _fmt(x, digits=4) -> str:
@@ -33,43 +31,22 @@ def _fmt(x, digits=4) -> str:
     return f"{x:.{digits}g}"
 
 
-def evaluate_set(ts, outputs, *, latency, budget, tolerance, min_accuracy) -> dict:
-    """Replay one threshold set and build its JSON report."""
-    res = replay(outputs.scores, outputs.correct, ts.thresholds, latency.per_exit)
-    violation = None if budget is None else (res.mean_latency - budget) / budget
-    within = bool(violation is None or violation <= tolerance)
-    acc_ok = bool(min_accuracy is None or res.accuracy >= min_accuracy)
-    per_exit = res.per_exit()
-    for row, name, cost in zip(per_exit, outputs.exit_names, latency.per_exit):
-        row["name"] = name
-        row["latency"] = float(cost)
-    report = {
-        "accuracy": res.accuracy,
-        "mean_latency": res.mean_latency,
-        "budget": budget,
-        "violation": violation,
-        "unit": latency.unit,
-        "tolerance": tolerance,
-        "within_budget": within,
-        "min_accuracy": min_accuracy,
-        "accuracy_ok": acc_ok,
-        "passed": bool(within and acc_ok),
-        "thresholds": [float(t) for t in ts.thresholds],
-        "per_exit": per_exit,
-    }
+def _tuning_fields(ts) -> dict:
+    """What the thresholds file recorded about its tuning, for the report entry."""
+    out = {}
     tuning = ts.raw.get("tuning") if isinstance(ts.raw.get("tuning"), dict) else {}
     if tuning:
-        report["method"] = tuning.get("method")
-        report["tuning_accuracy"] = tuning.get("accuracy")
-        report["tuning_mean_latency"] = tuning.get("mean_latency")
+        out["method"] = tuning.get("method")
+        out["tuning_accuracy"] = tuning.get("accuracy")
+        out["tuning_mean_latency"] = tuning.get("mean_latency")
     guarantee = tuning.get("guarantee") if tuning else None
     if isinstance(guarantee, dict):
-        report["certified"] = {
+        out["certified"] = {
             "level": guarantee.get("level"),
             "upper_bound": guarantee.get("upper_bound"),
             "bound": guarantee.get("bound"),
         }
-    return report
+    return out
 
 
 def _table(reports: list[dict], unit: str, console) -> None:
@@ -211,27 +188,25 @@ def evaluate(split, thresholds, budget_text, latency_path, tolerance_text, min_a
                 f"{split}: has {outputs.n_exits} exits but {path} holds thresholds for "
                 f"{ts.n_exits} exits (N disagrees)"
             )
-        report = evaluate_set(ts, outputs, latency=latency, budget=budget, tolerance=tolerance,
-                              min_accuracy=min_accuracy)
-        if len(files) > 1:
-            report["thresholds_file"] = str(path)
+        report = evaluation_entry(outputs.scores, outputs.correct, ts.thresholds, latency.per_exit,
+                                  budget=budget, tolerance=tolerance, min_accuracy=min_accuracy,
+                                  exit_names=outputs.exit_names, unit=latency.unit)
+        report["confidence"] = ts.confidence
+        report["thresholds_file"] = str(path)
+        report.update(_tuning_fields(ts))
         reports.append(report)
 
     first = next(iter(cache.values()))
     unit = (latency_override or sets[0][1].latency).unit
-    passed = all(r["passed"] for r in reports)
-    result = {
-        "format": EVALUATION_FORMAT,
-        "split": str(split),
-        "thresholds_file": str(thresholds[0]) if len(files) == 1 else [str(p) for p in thresholds],
-        "samples": first.n_samples,
-        "confidence": first.confidence,
-        "passed": passed,
-    }
-    if len(files) > 1 or files[0][1] == "eexit.frontier/v1":
-        result["entries"] = reports
-    else:
-        result.update(reports[0])
+    result = evaluation_report(
+        reports,
+        split=str(split),
+        thresholds_files=[str(p) for p in thresholds],
+        samples=first.n_samples,
+        confidence=first.confidence,
+        unit=unit,
+    )
+    passed = result["passed"]
 
     if plot_path is not None:
         from eexit_cli.cli.plots import plot_evaluation
