@@ -7,6 +7,7 @@ import math
 import click
 from rich.table import Table
 
+from eexit_cli.api.evaluation import evaluate_sets
 from eexit_cli.cli.common import (
     CONTEXT_SETTINGS,
     EXIT_CODES_HELP,
@@ -17,10 +18,7 @@ from eexit_cli.cli.common import (
     stdout_is_terminal,
     write_json_output,
 )
-from eexit_cli.core.latency import parse_budget, parse_fraction
-from eexit_cli.core.report import evaluation_entry, evaluation_report
-from eexit_cli.errors import InputError
-from eexit_cli.io.exits import read_exits
+from eexit_cli.core.latency import parse_fraction
 from eexit_cli.io.jsonfiles import read_latency, read_thresholds_or_frontier
 
 
@@ -29,24 +27,6 @@ def _fmt(x, digits=4) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "-"
     return f"{x:.{digits}g}"
-
-
-def _tuning_fields(ts) -> dict:
-    """What the thresholds file recorded about its tuning, for the report entry."""
-    out = {}
-    tuning = ts.raw.get("tuning") if isinstance(ts.raw.get("tuning"), dict) else {}
-    if tuning:
-        out["method"] = tuning.get("method")
-        out["tuning_accuracy"] = tuning.get("accuracy")
-        out["tuning_mean_latency"] = tuning.get("mean_latency")
-    guarantee = tuning.get("guarantee") if tuning else None
-    if isinstance(guarantee, dict):
-        out["certified"] = {
-            "level": guarantee.get("level"),
-            "upper_bound": guarantee.get("upper_bound"),
-            "bound": guarantee.get("bound"),
-        }
-    return out
 
 
 def _table(reports: list[dict], unit: str, console) -> None:
@@ -164,48 +144,18 @@ def evaluate(split, thresholds, budget_text, latency_path, tolerance_text, min_a
         )
     latency_override = read_latency(latency_path) if latency_path else None
 
-    cache: dict[str, object] = {}
-    reports = []
-    for path, ts in sets:
-        latency = latency_override or ts.latency
-        if latency.n_exits != ts.n_exits:
-            raise InputError(
-                f"{latency_path}: the latency profile has {latency.n_exits} exits but the thresholds "
-                f"in {path} are for {ts.n_exits} exits (N disagrees)"
-            )
-        if budget_text is not None:
-            try:
-                budget = parse_budget(budget_text, latency.per_exit)
-            except ValueError as exc:
-                raise click.BadParameter(str(exc), param_hint="--budget") from None
-        else:
-            budget = ts.budget
-        if ts.confidence not in cache:
-            cache[ts.confidence] = read_exits(split, confidence=ts.confidence, ignore_index=ignore_index)
-        outputs = cache[ts.confidence]
-        if outputs.n_exits != ts.n_exits:
-            raise InputError(
-                f"{split}: has {outputs.n_exits} exits but {path} holds thresholds for "
-                f"{ts.n_exits} exits (N disagrees)"
-            )
-        report = evaluation_entry(outputs.scores, outputs.correct, ts.thresholds, latency.per_exit,
-                                  budget=budget, tolerance=tolerance, min_accuracy=min_accuracy,
-                                  exit_names=outputs.exit_names, unit=latency.unit)
-        report["confidence"] = ts.confidence
-        report["thresholds_file"] = str(path)
-        report.update(_tuning_fields(ts))
-        reports.append(report)
-
-    first = next(iter(cache.values()))
-    unit = (latency_override or sets[0][1].latency).unit
-    result = evaluation_report(
-        reports,
-        split=str(split),
-        thresholds_files=[str(p) for p in thresholds],
-        samples=first.n_samples,
-        confidence=first.confidence,
-        unit=unit,
-    )
+    try:
+        evaluation = evaluate_sets(
+            split, sets, latency=latency_override, latency_source=str(latency_path), budget=budget_text,
+            budget_name="--budget", tolerance=tolerance, min_accuracy=min_accuracy,
+            ignore_index=ignore_index, thresholds_files=list(thresholds))
+    except ValueError as exc:
+        if str(exc).startswith("--budget: "):
+            raise click.BadParameter(str(exc)[len("--budget: "):], param_hint="--budget") from None
+        raise
+    result = evaluation.report
+    reports = result["entries"]
+    unit = result["unit"]
     passed = result["passed"]
 
     if plot_path is not None:
