@@ -53,15 +53,19 @@ def _per_exit_stack(x, name: str) -> np.ndarray:
     return as_array(x, name)
 
 
-def _flatten_samples(arr: np.ndarray, labels: np.ndarray | None, class_axis: bool, name: str):
-    """Flatten leading sample dimensions (batch, tokens, ...) when labels show them."""
-    if labels is None or labels.ndim <= 1:
+def _flatten_samples(arr: np.ndarray, labels: np.ndarray | None, class_axis: bool, name: str, where: str):
+    """Flatten leading sample dimensions (batch, tokens, ...) when the labels have them.
+
+    Only when the outputs have one more sample dimension than (N, M[, C]) allows and
+    the labels are not 1-D; other shapes are left for the reader's checks to judge.
+    """
+    if labels is None or labels.ndim <= 1 or arr.ndim != labels.ndim + 1 + int(class_axis):
         return arr, labels
     sample_shape = labels.shape
     body = arr.shape[1:-1] if class_axis else arr.shape[1:]
     if body != sample_shape:
         raise ValueError(
-            f"{name} has shape {arr.shape}; with labels of shape {sample_shape} it must be "
+            f"{where}: {name} has shape {arr.shape}; with labels of shape {sample_shape} it must be "
             f"(N, {', '.join(map(str, sample_shape))}{', C' if class_axis else ''})"
         )
     m = int(np.prod(sample_shape))
@@ -107,7 +111,7 @@ def _check_confidence(confidence, variant: str, where: str):
     return confidence
 
 
-def _batch_arrays(variant, outputs, labels, correct, name):
+def _batch_arrays(variant, outputs, labels, correct, name, where):
     """Outputs, labels and correct of one batch as numpy arrays of the file's shapes."""
     arr = _per_exit_stack(outputs, name)
     lab = None if labels is None else as_array(labels, "labels")
@@ -116,12 +120,12 @@ def _batch_arrays(variant, outputs, labels, correct, name):
         if correct is not None:
             cor = _per_exit_stack(correct, "correct")
             if lab is not None and lab.ndim > 1 and cor.shape == arr.shape:
-                cor, _ = _flatten_samples(cor, lab, False, "correct")
-        arr, lab = _flatten_samples(arr, lab, False, name)
+                cor, _ = _flatten_samples(cor, lab, False, "correct", where)
+        arr, lab = _flatten_samples(arr, lab, False, name, where)
     else:
         if correct is not None:
-            raise ValueError(f"correct is only for precomputed scores; {variant} come with labels")
-        arr, lab = _flatten_samples(arr, lab, True, name)
+            raise ValueError(f"{where}: correct is only for precomputed scores; {variant} come with labels")
+        arr, lab = _flatten_samples(arr, lab, True, name, where)
     return arr, lab, cor
 
 
@@ -265,7 +269,7 @@ def write_exits(path, *, logits=None, probs=None, scores=None, correct=None, lab
     confidence = _check_confidence(confidence, variant, where)
     ignore_index = _check_ignore_index(ignore_index)
     compress = _compression_kwargs(compression, None)
-    arr, lab, cor = _batch_arrays(variant, outputs, labels, correct, variant)
+    arr, lab, cor = _batch_arrays(variant, outputs, labels, correct, variant, where)
     arrays = {variant: arr, "labels": lab, "correct": cor}
     src_attrs = {"exit_names": exit_names, "confidence": confidence}
     read_source(ArraySource(arrays, src_attrs, where), confidence=confidence, ignore_index=ignore_index,
@@ -410,7 +414,7 @@ class ExitWriter:
         if self.closed:
             raise ValueError(f"ExitWriter({self.path!r}) is closed; append before leaving the with block")
         where = f"ExitWriter.append (batch from sample {self.n_samples + self.n_ignored})"
-        arr, lab, cor = _batch_arrays(self.kind, outputs, labels, correct, "outputs")
+        arr, lab, cor = _batch_arrays(self.kind, outputs, labels, correct, "outputs", where)
         arrays = {self.kind: arr, "labels": lab, "correct": cor}
         if arr.ndim >= 2 and arr.shape[1] == 0:
             return 0
