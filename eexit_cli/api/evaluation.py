@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from fractions import Fraction
 
 from eexit_cli.core.latency import parse_budget, parse_fraction
 from eexit_cli.core.replay import ReplayResult
 from eexit_cli.core.replay import replay as replay_scores
 from eexit_cli.core.report import evaluation_entry, evaluation_report
 from eexit_cli.errors import InputError
+from eexit_cli.io.agreement import check_exit_names, unit_factor
 from eexit_cli.io.exits import ExitOutputs, read_exits
 from eexit_cli.io.jsonfiles import LatencyProfile, ThresholdSet, read_latency, \
     read_thresholds_or_frontier
 
-__all__ = ["Evaluation", "evaluate", "evaluate_sets", "replay"]
+__all__ = ["Evaluation", "BudgetError", "evaluate", "evaluate_sets", "replay"]
 
 
 @dataclass(frozen=True)
@@ -82,17 +84,26 @@ def _tuning_fields(ts: ThresholdSet) -> dict:
     return out
 
 
-def evaluate_sets(split, sets, *, latency: LatencyProfile | None = None, latency_source: str = "latency",
-                  budget=None, budget_name: str = "budget", tolerance: float = 0.0,
-                  min_accuracy: float | None = None, ignore_index: int | None = None,
-                  thresholds_files=None) -> Evaluation:
+class BudgetError(ValueError):
+    """A budget override that cannot be used (the command reports it as its --budget option)."""
+
+
+def evaluate_sets(split, sets, *, latency: LatencyProfile | None = None, latency_source: str | None = None,
+                  budget=None, tolerance: float = 0.0, min_accuracy: float | None = None,
+                  ignore_index: int | None = None, thresholds_files=None, allow_renamed_exits: bool = False,
+                  reader=read_exits) -> Evaluation:
     """Replay each threshold set on ``split`` and build the report (the work of ``eexit evaluate``).
 
     ``sets`` lists ``(file name, ThresholdSet)``; ``split`` is a path or
     :class:`ExitOutputs` (then every set must use its confidence measure).
-    ``latency`` overrides the sets' profiles; ``budget`` (a number or ``"60%"``)
-    their budgets. Raises ``ValueError`` (``InputError`` for files) when N disagrees
-    or a value is unusable.
+    ``latency`` overrides the sets' profiles; ``budget`` (a number in the report's
+    unit, ``"60%"`` or ``"1.8ms"``) their budgets. Every latency in the report is in
+    one unit, the override's or else the first set's: budgets and profiles in other
+    time units are converted, other units must agree. Files naming their exits must
+    name the same exits in the same order unless ``allow_renamed_exits``.
+    ``reader(path, confidence=..., ignore_index=...)`` reads the split (the command
+    reads it in a child process). Raises ``InputError`` (a ``ValueError``) naming the
+    files when they disagree, :class:`BudgetError` for an unusable ``budget``.
     """
     cache: dict[str, ExitOutputs] = {}
     if isinstance(split, ExitOutputs):
@@ -100,42 +111,61 @@ def evaluate_sets(split, sets, *, latency: LatencyProfile | None = None, latency
         split_name = split.path or "outputs"
     else:
         split_name = os.fspath(split)
+    # every latency in the report is in one unit: the override's, else the first file's
+    unit = (latency or sets[0][1].latency).unit
+    unit_source = latency_source or str(sets[0][0])
     entries, replays = [], []
     for path, ts in sets:
         lat = latency or ts.latency
+        lat_source = latency_source or str(path)
         if lat.n_exits != ts.n_exits:
             raise InputError(
                 f"{latency_source}: the latency profile has {lat.n_exits} exits but the thresholds "
                 f"in {path} are for {ts.n_exits} exits (N disagrees)"
             )
+        # the budget is in the unit of the profile stored with the thresholds
+        factor = unit_factor(f"the budget in {path}", ts.latency.unit, unit_source, unit)
+        costs = [float(Fraction(float(d)) * unit_factor(lat_source, lat.unit, unit_source, unit))
+                 for d in lat.per_exit]
         if budget is not None:
             try:
-                gamma = parse_budget(budget, lat.per_exit)
+                gamma = parse_budget(budget, costs, unit, "budget")
             except ValueError as exc:
-                raise ValueError(f"{budget_name}: {exc}") from None
+                raise BudgetError(str(exc)) from None
         else:
-            gamma = ts.budget
+            gamma = None if ts.budget is None else float(Fraction(ts.budget) * factor)
         if ts.confidence not in cache:
             if isinstance(split, ExitOutputs):
                 raise ValueError(
                     f"thresholds in {path} use confidence {ts.confidence!r} but the outputs hold "
                     f"{split.confidence!r}; pass the split's file instead"
                 )
-            cache[ts.confidence] = read_exits(split_name, confidence=ts.confidence, ignore_index=ignore_index)
+            cache[ts.confidence] = reader(split_name, confidence=ts.confidence, ignore_index=ignore_index)
         outputs = cache[ts.confidence]
         if outputs.n_exits != ts.n_exits:
             raise InputError(
                 f"{split_name}: has {outputs.n_exits} exits but {path} holds thresholds for "
                 f"{ts.n_exits} exits (N disagrees)"
             )
-        entry = evaluation_entry(outputs.scores, outputs.correct, ts.thresholds, lat.per_exit,
-                                 budget=gamma, tolerance=tolerance, min_accuracy=min_accuracy,
-                                 exit_names=outputs.exit_names, unit=lat.unit)
+        check_exit_names(
+            [(split_name, outputs.exit_names if outputs.names_given else None),
+             (str(path), ts.exit_names),
+             (f"the latency profile in {path}", ts.latency.exit_names),
+             (str(latency_source), latency.exit_names if latency else None)],
+            allow_renamed_exits,
+        )
+        names = (outputs.exit_names if outputs.names_given else None) or ts.exit_names or outputs.exit_names
+        try:
+            entry = evaluation_entry(outputs.scores, outputs.correct, ts.thresholds, costs,
+                                     budget=gamma, tolerance=tolerance, min_accuracy=min_accuracy,
+                                     exit_names=names, unit=unit)
+        except ValueError as exc:
+            raise InputError(f"{path}: {exc}") from None
         entry["confidence"] = ts.confidence
         entry["thresholds_file"] = str(path)
         entry.update(_tuning_fields(ts))
         entries.append(entry)
-        replays.append(replay_scores(outputs.scores, outputs.correct, ts.thresholds, lat.per_exit))
+        replays.append(replay_scores(outputs.scores, outputs.correct, ts.thresholds, costs))
     first = next(iter(cache.values()))
     files = thresholds_files if thresholds_files is not None else list(dict.fromkeys(str(p) for p, _ in sets))
     report = evaluation_report(
@@ -144,7 +174,7 @@ def evaluate_sets(split, sets, *, latency: LatencyProfile | None = None, latency
         thresholds_files=[str(p) for p in files],
         samples=first.n_samples,
         confidence=first.confidence,
-        unit=(latency or sets[0][1].latency).unit,
+        unit=unit,
     )
     return Evaluation(report=report, replays=replays)
 
@@ -181,7 +211,8 @@ def _load_sets(thresholds, entry) -> tuple[list, list]:
 
 
 def evaluate(split, thresholds, *, entry=None, budget=None, latency=None, tolerance=0.0,
-             min_accuracy=None, ignore_index: int | None = None) -> Evaluation:
+             min_accuracy=None, ignore_index: int | None = None,
+             allow_renamed_exits: bool = False) -> Evaluation:
     """Replay thresholds on a split and check the budget (``eexit evaluate`` as a function).
 
     Parameters
@@ -195,7 +226,8 @@ def evaluate(split, thresholds, *, entry=None, budget=None, latency=None, tolera
         Evaluate only this entry of each frontier (index or budget, as in
         :func:`load_thresholds`).
     budget : float or str, optional
-        Override the budget: a mean latency in the profile's unit, or ``"60%"``.
+        Override the budget: a mean latency in the report's unit, ``"60%"`` of the last
+        exit's latency, or a time such as ``"1.8ms"`` (converted).
     latency : str, path-like or LatencyProfile, optional
         Override the latency profile stored with the thresholds.
     tolerance : float or str
@@ -204,6 +236,8 @@ def evaluate(split, thresholds, *, entry=None, budget=None, latency=None, tolera
         Accuracy gate (``0.9`` or ``"90%"``).
     ignore_index : int, optional
         Leave out samples with this label.
+    allow_renamed_exits : bool
+        Accept files whose ``exit_names`` differ (exits matched by position).
 
     Returns
     -------
@@ -218,19 +252,21 @@ def evaluate(split, thresholds, *, entry=None, budget=None, latency=None, tolera
         min_accuracy = parse_fraction(min_accuracy, "min_accuracy")
         if min_accuracy > 1:
             raise ValueError(f"min_accuracy must be at most 1 (100%), got {min_accuracy!r}")
-    source = "latency"
+    source = None
     if isinstance(latency, (str, os.PathLike)):
         source = os.fspath(latency)
         latency = read_latency(latency)
-    elif latency is not None and not isinstance(latency, LatencyProfile):
-        raise TypeError(f"latency must be a latency profile file or LatencyProfile, got {type(latency).__name__}")
+    elif latency is not None:
+        if not isinstance(latency, LatencyProfile):
+            raise TypeError(f"latency must be a latency profile file or LatencyProfile, got {type(latency).__name__}")
+        source = "latency"
     if isinstance(split, ExitOutputs) and ignore_index is not None:
         raise ValueError("ignore_index applies when reading a file; give it to read_exits instead")
     if not isinstance(split, (ExitOutputs, str, os.PathLike)):
         raise TypeError(f"split must be an exit-outputs file or ExitOutputs, got {type(split).__name__}")
     return evaluate_sets(split, sets, latency=latency, latency_source=source, budget=budget,
                          tolerance=tolerance, min_accuracy=min_accuracy, ignore_index=ignore_index,
-                         thresholds_files=files)
+                         thresholds_files=files, allow_renamed_exits=allow_renamed_exits)
 
 
 def replay(split, policy, *, entry=None, ignore_index: int | None = None) -> ReplayResult:

@@ -52,10 +52,8 @@ def select_entry(sets: list[ThresholdSet], entry, where: str = "thresholds") -> 
             raise ValueError(f"entry index {int(entry)} is out of range for {k} threshold set(s) in {where}")
         return int(entry) % k
     if isinstance(entry, (float, np.floating, str)):
-        try:
-            budget = parse_budget(entry if isinstance(entry, str) else float(entry), sets[0].latency.per_exit)
-        except ValueError as exc:
-            raise ValueError(f"entry: {exc}") from None
+        budget = parse_budget(entry if isinstance(entry, str) else float(entry), sets[0].latency.per_exit,
+                              sets[0].latency.unit, "entry")
         candidates = [(s.budget, i) for i, s in enumerate(sets) if s.budget is not None]
         if not candidates:
             raise ValueError(f"entry: the threshold sets in {where} record no budget; choose one by index")

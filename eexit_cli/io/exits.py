@@ -26,6 +26,7 @@ from eexit_cli.errors import InputError
 FORMAT = "eexit.exits/v1"
 VARIANTS = ("logits", "probs", "scores")
 CHUNK_BYTES = 32 * 2**20  # class outputs read per chunk (float64 working copy)
+MAX_EXPANSION = 1000  # declared dataset size / file size above which the file is damaged
 
 __all__ = ["ExitOutputs", "read_exits", "FORMAT", "VARIANTS", "PROB_SUM_TOL"]
 
@@ -49,6 +50,8 @@ class ExitOutputs:
         ``"logits"``, ``"probs"`` or ``"scores"``: what the file holds.
     path : str
     exit_names : list of str
+    names_given : bool
+        Whether the exit names come from the file (not the default ``exit_1 .. exit_N``).
     n_classes : int or None
     labels : ndarray of int, shape (M,), or None
     ignored : int
@@ -62,6 +65,7 @@ class ExitOutputs:
     variant: str  # "logits", "probs" or "scores"
     path: str = ""
     exit_names: list[str] = field(default_factory=list)
+    names_given: bool = False  # exit_names come from the file (not the default exit_1..exit_N)
     n_classes: int | None = None
     labels: np.ndarray | None = None
     ignored: int = 0
@@ -84,6 +88,7 @@ class ExitOutputs:
             variant=self.variant,
             path=self.path,
             exit_names=self.exit_names,
+            names_given=self.names_given,
             n_classes=self.n_classes,
             labels=None if self.labels is None else self.labels[index],
         )
@@ -96,6 +101,13 @@ def attr_str(value) -> str:
     if isinstance(value, np.ndarray) and value.shape == ():
         return attr_str(value.item())
     return str(value)
+
+
+def _key(name) -> str:
+    """A dataset name for a message (names that are not UTF-8 shown escaped)."""
+    if isinstance(name, bytes):
+        return name.decode("utf-8", "backslashreplace")
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 # ---------------------------------------------------------------------------
@@ -119,15 +131,30 @@ class FileSource:
     def get(self, name: str):
         import h5py
 
-        obj = self.f.get(name)
-        if obj is None:
+        if name not in self.f:  # the link; opening the object below reports a damaged header
             return None
+        obj = self.f[name]
         if not isinstance(obj, h5py.Dataset):
             raise InputError(f"{self.where}: /{name} is a group, expected a dataset")
         return obj
 
     def names(self) -> list[str]:
-        return list(self.f.keys())
+        return [_key(k) for k in self.f.keys()]
+
+    def check_size(self, ds, name: str) -> None:
+        """Refuse a dataset whose declared size the file cannot hold, before reading it.
+
+        A damaged header can declare a shape of billions of samples; reading it would
+        allocate and iterate without bound. Real data compresses far less than 1000x.
+        """
+        path = self.where
+        declared = int(np.prod(ds.shape, dtype=object)) * ds.dtype.itemsize
+        limit = MAX_EXPANSION * max(os.path.getsize(path), 1) + 2**20
+        if declared > limit:
+            raise InputError(
+                f"{path}: /{name} declares shape {ds.shape} ({declared:,} bytes) but the file has only "
+                f"{os.path.getsize(path):,} bytes; the file is damaged or its data was never written"
+            )
 
 
 class ArraySource:
@@ -153,6 +180,9 @@ class ArraySource:
 
     def names(self) -> list[str]:
         return list(self.arrays)
+
+    def check_size(self, ds, name: str) -> None:
+        """Arrays in memory hold what they declare."""
 
 
 def _read_all(ds, src, name: str) -> np.ndarray:
@@ -239,6 +269,10 @@ def read_exits(path: str | os.PathLike, confidence: str | None = None, chunk_byt
             return read_source(FileSource(f, path), confidence, chunk_bytes, ignore_index)
         except (OSError, RuntimeError) as exc:
             raise InputError(f"{path}: cannot read the file ({exc}); is it truncated?") from None
+        except (KeyError, UnicodeError) as exc:
+            # h5py reports damaged object headers and undecodable names this way
+            detail = exc.args[0] if exc.args else type(exc).__name__
+            raise InputError(f"{path}: damaged HDF5 file ({detail}); was it written completely?") from None
 
 
 def read_source(src, confidence=None, chunk_bytes: int = CHUNK_BYTES, ignore_index: int | None = None,
@@ -283,6 +317,7 @@ def read_source(src, confidence=None, chunk_bytes: int = CHUNK_BYTES, ignore_ind
         variant=variant,
         path=where,
         exit_names=exit_names or [f"exit_{i + 1}" for i in range(n)],
+        names_given=bool(exit_names),
         **out,
     )
 
@@ -298,6 +333,7 @@ def _read_labels(src, n_samples, required, ignore_index=None):
         return None
     if ds.ndim != 1:
         raise InputError(f"{where}: {ref} must have shape (M,), got {ds.shape}")
+    src.check_size(ds, "labels")
     if ds.dtype.kind not in "iu":
         raise InputError(f"{where}: {ref} must hold integers, got dtype {ds.dtype}")
     if ds.shape[0] != n_samples:
@@ -330,6 +366,7 @@ def _read_scores(src, confidence, ignore_index, reduce):
     if ds.dtype.kind != "f":
         raise InputError(f"{where}: {ref} must be floating point, got dtype {ds.dtype}")
     n, m = ds.shape
+    src.check_size(ds, "scores")
     if n < 2:
         raise InputError(f"{where}: {ref} has {n} exit(s); an early-exit model needs at least 2")
     if m == 0:
@@ -340,6 +377,7 @@ def _read_scores(src, confidence, ignore_index, reduce):
         raise InputError(f"{where}: {ref} needs {cref} (N, M) 0/1, which is missing")
     if cds.shape != ds.shape:
         raise InputError(f"{where}: {cref} has shape {cds.shape}, expected {ds.shape} like {ref}")
+    src.check_size(cds, "correct")
     offset = getattr(src, "offset", 0)
     scores = _read_all(ds, src, "scores").astype(np.float64)
     _check(check_finite, scores, f"{where}: {ref}", offset, sample_axis=1)
@@ -385,6 +423,7 @@ def _read_class_outputs(src, variant, confidence, chunk_bytes, ignore_index, red
     if ds.dtype.kind != "f":
         raise InputError(f"{where}: {ref} must be floating point (float16/32/64), got dtype {ds.dtype}")
     n, m, c = ds.shape
+    src.check_size(ds, variant)
     if n < 2:
         raise InputError(f"{where}: {ref} has {n} exit(s); an early-exit model needs at least 2")
     if m == 0:
