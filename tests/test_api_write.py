@@ -425,3 +425,12 @@ def test_cli_ignore_index(tmp_path):
     assert refused.exit_code == 2
     assert "-100 is outside" in refused.stderr and "ignore_index" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_paths_must_be_paths():
+    with pytest.raises(TypeError, match="path must be a file path"):
+        write_exits(None, logits=_DATA.logits, labels=_DATA.labels)
+    with pytest.raises(TypeError, match="path must be a file path"):
+        ExitWriter(3)
+    with pytest.raises(TypeError, match="path must be a file path"):
+        read_exits(["val.h5"])

@@ -228,6 +228,13 @@ def _open(path: str):
         ) from None
 
 
+def check_path(path, name: str = "path") -> str:
+    """``path`` as a str; ``TypeError`` naming the argument for anything else."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a file path (str or os.PathLike), got {type(path).__name__}")
+    return os.fspath(path)
+
+
 def _check_ignore_index(ignore_index) -> int | None:
     if ignore_index is None:
         return None
@@ -262,7 +269,7 @@ def read_exits(path: str | os.PathLike, confidence: str | None = None, chunk_byt
     InputError
         (a ``ValueError``) naming the file and dataset, for any unusable content.
     """
-    path = os.fspath(path)
+    path = check_path(path)
     ignore_index = _check_ignore_index(ignore_index)
     with _open(path) as f:
         try:

@@ -24,7 +24,7 @@ import numpy as np
 
 from eexit_cli.core.outputs import as_array
 from eexit_cli.io.atomic import atomic_target
-from eexit_cli.io.exits import FORMAT, VARIANTS, ArraySource, _check_ignore_index, read_source
+from eexit_cli.io.exits import FORMAT, VARIANTS, ArraySource, _check_ignore_index, check_path, read_source
 
 __all__ = ["write_exits", "ExitWriter"]
 
@@ -174,8 +174,7 @@ def _compression_kwargs(compression, compression_opts):
     return kw
 
 
-def _create(f, name, data_or_shape, dtype, compress: dict, first_batch=None):
-    shape = data_or_shape
+def _create(f, name, shape, dtype, compress: dict):
     maxshape = (shape[0], None) + tuple(shape[2:]) if len(shape) >= 2 else (None,)
     if len(shape) >= 2:
         chunks = _chunks(shape, np.dtype(dtype).itemsize)
@@ -262,6 +261,7 @@ def write_exits(path, *, logits=None, probs=None, scores=None, correct=None, lab
     from pathlib import Path
 
     where = "write_exits"
+    check_path(path)
     variant = _variant_of(where, logits=logits, probs=probs, scores=scores)
     outputs = {"logits": logits, "probs": probs, "scores": scores}[variant]
     exit_names = _check_names(exit_names)
@@ -361,7 +361,7 @@ class ExitWriter:
         if kind not in VARIANTS:
             raise ValueError(f"kind must be one of {', '.join(VARIANTS)}, got {kind!r}")
         self.kind = kind
-        self.path = os.fspath(path)
+        self.path = check_path(path)
         self.exit_names = _check_names(exit_names)
         self.confidence = _check_confidence(confidence, kind, "ExitWriter")
         self.ignore_index = _check_ignore_index(ignore_index)
