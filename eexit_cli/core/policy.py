@@ -12,7 +12,7 @@ decisions equal ``evaluate``'s on every sample.
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from .replay import exit_indices
 OUTPUT_KINDS = CLASS_KINDS + ("scores",)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays inside: compared by identity
 class ExitPolicy:
     """Hard-threshold early exit: leave at the first exit whose confidence is above its threshold.
 
@@ -57,7 +57,6 @@ class ExitPolicy:
     unit: str | None = None
     budget: float | None = None
     source: str = ""
-    _measure: object = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
         thr = np.asarray(as_array(self.thresholds, "thresholds"), dtype=np.float64)
@@ -77,7 +76,6 @@ class ExitPolicy:
                     f"class outputs (one of {', '.join(COMPUTED_MEASURES)} can); give outputs='scores' "
                     "and pass the confidences themselves"
                 )
-            object.__setattr__(self, "_measure", get_measure(self.confidence))
         n = thr.size + 1
         names = tuple(self.exit_names) if self.exit_names else tuple(f"exit_{i + 1}" for i in range(n))
         if len(names) != n:
@@ -131,7 +129,7 @@ class ExitPolicy:
             x = np.asarray(x, dtype=np.float64)
             check_finite(x, name)
             return x
-        return self._measure.compute(self._log_probs(x, name))
+        return get_measure(self.confidence).compute(self._log_probs(x, name))
 
     def should_exit(self, n, exit_output):
         """Whether each sample of a batch leaves at exit ``n`` (0-based), given that exit's outputs.
@@ -218,7 +216,8 @@ class ExitPolicy:
         logp = [self._log_probs(p, f"exit_outputs[{i}]") for i, p in enumerate(parts)]
         if logp[0].ndim != 2:
             raise ValueError(f"exit_outputs: each exit's outputs must have shape (B, C), got {logp[0].shape}")
-        scores = np.stack([self._measure.compute(lp) for lp in logp])
+        measure = get_measure(self.confidence)
+        scores = np.stack([measure.compute(lp) for lp in logp])
         idx = exit_indices(scores, self.thresholds)
         preds = np.stack([lp.argmax(axis=-1) for lp in logp])
         return idx, preds[idx, np.arange(idx.size)]
