@@ -434,3 +434,41 @@ def test_paths_must_be_paths():
         ExitWriter(3)
     with pytest.raises(TypeError, match="path must be a file path"):
         read_exits(["val.h5"])
+
+
+def test_exit_writer_keeps_one_dtype_and_one_set_of_datasets(tmp_path):
+    data = make_exit_data(seed=14, n_exits=2, n_samples=20, n_classes=3)
+    with ExitWriter(tmp_path / "a.h5") as w:
+        w.append(data.logits[:, :10].astype(np.float16), data.labels[:10])
+        w.append(data.logits[:, 10:], data.labels[10:])  # float64: stored as float16
+    with h5py.File(tmp_path / "a.h5") as f:
+        assert f["logits"].dtype == np.float16
+        assert_array_equal(f["logits"][()], data.logits.astype(np.float16))
+    big = data.logits[:, 10:] * 1e6
+    with pytest.raises(ValueError, match="do not fit the file's float16"):
+        with ExitWriter(tmp_path / "b.h5") as w:
+            w.append(data.logits[:, :10].astype(np.float16), data.labels[:10])
+            w.append(big, data.labels[10:])
+    scores, correct = data.scores("margin"), data.correct
+    with pytest.raises(ValueError, match="labels was given with the first batch but not with this one"):
+        with ExitWriter(tmp_path / "c.h5", kind="scores") as w:
+            w.append(scores[:, :10], data.labels[:10], correct=correct[:, :10])
+            w.append(scores[:, 10:], correct=correct[:, 10:])
+    assert sorted(os.listdir(tmp_path)) == ["a.h5"]
+
+
+def test_huge_vocabularies_are_chunked_by_classes(tmp_path):
+    from eexit_cli.io.writer import CHUNK_BYTES, _chunks
+
+    assert _chunks((4, 10**6, 1000), 4) == (4, CHUNK_BYTES // 16000, 1000)
+    assert _chunks((32, 10**6, 32000), 2) == (1, CHUNK_BYTES // 64000, 32000)
+    assert _chunks((32, 10**6, 600_000), 4) == (1, 1, CHUNK_BYTES // 4)
+    rng = np.random.default_rng(15)
+    vocab = 300_000  # one exit's row is larger than a chunk
+    logits = rng.standard_normal((2, 3, vocab), dtype=np.float32)
+    labels = np.array([5, vocab - 1, 0])
+    with ExitWriter(tmp_path / "v.h5", compression=None) as w:
+        w.append(list(logits), labels)
+    with h5py.File(tmp_path / "v.h5") as f:
+        assert f["logits"].chunks == (1, 1, CHUNK_BYTES // 4)
+        assert_array_equal(f["logits"][()], logits)

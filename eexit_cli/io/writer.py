@@ -436,6 +436,13 @@ class ExitWriter:
         if keep is not None and not keep.all():
             self.n_ignored += int(keep.size - np.count_nonzero(keep))
             arrays = _mask(arrays, keep)
+        if self._shape is not None:
+            given = {n for n, v in arrays.items() if v is not None}
+            for name in given ^ set(self._datasets):
+                when = "not with the first batch" if name in given else "with the first batch but not with this one"
+                raise ValueError(f"{where}: {name} was given {when}; give it with every batch or none")
+            for name in given - {"labels", "correct"}:
+                arrays[name] = self._cast(arrays[name], self._datasets[name].dtype, where)
         if self._shape is None:
             self._start(arrays)
             self._shape = shape
@@ -444,20 +451,29 @@ class ExitWriter:
         for name, value in arrays.items():
             if value is None:
                 continue
-            ds = self._datasets.get(name)
-            if ds is None:
-                raise ValueError(f"{where}: {name} was not given with the first batch; give it with every batch or none")
+            ds = self._datasets[name]
             if name == "labels":
                 ds.resize(m + b, axis=0)
                 ds[m:m + b] = value
             else:
                 ds.resize(m + b, axis=1)
                 ds[:, m:m + b] = value
-        missing = [n for n in self._datasets if arrays.get(n) is None]
-        if missing:
-            raise ValueError(f"{where}: {missing[0]} was given with the first batch but not with this one")
         self.n_samples = m + b
         return b
+
+    @staticmethod
+    def _cast(value: np.ndarray, dtype, where: str) -> np.ndarray:
+        """A later batch in the dtype the first one set; values it cannot hold are refused."""
+        if value.dtype == dtype:
+            return value
+        with np.errstate(over="ignore"):
+            cast = value.astype(dtype)
+        if not np.all(np.isfinite(cast)):
+            raise ValueError(
+                f"{where}: outputs of dtype {value.dtype} do not fit the file's {dtype} (set by the "
+                f"first batch); give every batch in one dtype"
+            )
+        return cast
 
     def _start(self, arrays) -> None:
         f = self._file
