@@ -476,11 +476,11 @@ def _read_class_outputs(src, variant, confidence, chunk_bytes, ignore_index, red
                 sub = block[:, idx, :]
                 try:
                     check_class_block(sub, variant, f"{where}: {ref}", logits_name=src.ref("logits"))
-                except ValueError:
+                except ValueError as exc:
                     for j in idx:  # find the first bad sample to name it by its own index
                         _check(check_class_block, block[:, j:j + 1, :], variant, f"{where}: {ref}",
                                logits_name=src.ref("logits"), offset=offset + start + int(j))
-                    raise
+                    raise InputError(str(exc)) from None
                 block = sub
             else:
                 _check(check_class_block, block, variant, f"{where}: {ref}",
