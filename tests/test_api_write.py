@@ -472,3 +472,25 @@ def test_huge_vocabularies_are_chunked_by_classes(tmp_path):
     with h5py.File(tmp_path / "v.h5") as f:
         assert f["logits"].chunks == (1, 1, CHUNK_BYTES // 4)
         assert_array_equal(f["logits"][()], logits)
+
+
+def test_exit_writer_memory_does_not_grow_with_the_split(tmp_path):
+    import tracemalloc
+
+    rng = np.random.default_rng(16)
+    batch = rng.standard_normal((2, 256, 1000), dtype=np.float32)  # 2 MB
+    labels = rng.integers(0, 1000, 256)
+
+    def peak(n_batches):
+        tracemalloc.start()
+        try:
+            with ExitWriter(tmp_path / f"m{n_batches}.h5", compression=None) as w:
+                for _ in range(n_batches):
+                    w.append(batch, labels)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    small, large = peak(4), peak(24)  # 8 MB and 48 MB of logits
+    assert large < 4 * batch.nbytes, large
+    assert large < 1.25 * small + 2**20, (small, large)
