@@ -1,20 +1,23 @@
 """ExitWriter: peak memory and speed of writing a large logits split batch by batch.
 
-    python benchmarks/bench_writer.py [--total-gb 2] [--folder /tmp]
+    python benchmarks/bench_writer.py [--total-gb 2] [--small-gb 0.25] [--repeat 3] [--folder /tmp]
 
-Each configuration runs in a fresh process that builds one batch of random logits
-(N=4 exits, C=1000 classes, float32), then appends it to an ExitWriter until the
-split holds ``--total-gb`` GB of logits, and reports:
+Each run is a fresh process that builds one batch of random logits (N=4 exits, C=1000
+classes, float32), then appends it to an ExitWriter until the split holds the
+requested size of logits. Two tables:
 
-- ``peak - base``: the growth of the process's peak resident memory (ru_maxrss)
-  over what it held before writing (interpreter, libraries, the batch itself),
-  also as a multiple of the batch's size: what the writer itself needs;
-- throughput in MB of logits per second, and the file's size relative to the logits.
+1. Memory, default settings (gzip): for 16 MB and 64 MB batches, a 0.25 GB and a 2 GB
+   split. ``growth`` is the rise of the process's peak resident memory (ru_maxrss)
+   over what it held before writing (interpreter, libraries, the batch): what the
+   writer itself needs, also as a multiple of the batch. The claim checked: it is
+   bounded by a few batches, whatever the split's size.
+2. Speed by compression (none, lzf, gzip) on the small split, the three run in turn
+   ``--repeat`` times (interleaved, so load on the shared machine hits all alike):
+   median MB of logits per second with the range, the ratio to no compression, and
+   the file's size relative to the logits.
 
-The claim checked: the writer's memory is bounded by a few batches, whatever the
-split's size (the 2 GB rows against the 0.25 GB rows of the same batch size). The
-file is written under ``--folder`` and deleted afterwards; its shape and last batch
-are checked before deletion.
+Files are written under ``--folder`` and deleted; each file's shape and last batch are
+checked before deletion.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -85,11 +89,18 @@ def child(total_gb: float, batch_mb: float, compression: str, folder: str) -> di
     }
 
 
+def _run(gb, mb, comp, folder) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", str(gb), str(mb), comp, folder],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--total-gb", type=float, default=2.0, help="size of the large split's logits")
     ap.add_argument("--small-gb", type=float, default=0.25, help="size of the small split's logits")
-    ap.add_argument("--folder", default="/tmp", help="where the temporary file is written")
+    ap.add_argument("--repeat", type=int, default=3, help="rounds of the speed comparison")
+    ap.add_argument("--folder", default="/tmp", help="where the temporary files are written")
     ap.add_argument("--child", nargs=4, metavar=("GB", "BATCH_MB", "COMPRESSION", "FOLDER"),
                     help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -98,25 +109,28 @@ def main() -> None:
         print(json.dumps(child(float(gb), float(mb), comp, folder)))
         return
 
-    configs = [
-        (args.small_gb, 16, "gzip"),
-        (args.small_gb, 64, "gzip"),
-        (args.total_gb, 64, "gzip"),
-        (args.small_gb, 64, "lzf"),
-        (args.small_gb, 64, "none"),
-        (args.total_gb, 16, "gzip"),
-    ]
     print(f"ExitWriter, N={N_EXITS} exits, C={N_CLASSES} classes, float32 logits; one process per row")
-    head = f"{'logits GB':>9} {'batch MB':>8} {'batches':>7} {'compr.':>6} {'base MB':>8} " \
-           f"{'growth MB':>9} {'x batch':>7} {'MB/s':>6} {'size':>5} {'s':>6}"
-    print(head)
-    for gb, mb, comp in configs:
-        out = subprocess.run([sys.executable, __file__, "--child", str(gb), str(mb), comp, args.folder],
-                             capture_output=True, text=True, check=True)
-        r = json.loads(out.stdout)
-        print(f"{r['total_gb']:9.2f} {r['batch_mb']:8.1f} {r['batches']:7d} {r['compression']:>6} "
-              f"{r['base_mb']:8.0f} {r['growth_mb']:9.1f} {r['growth_batches']:7.2f} "
-              f"{r['mb_per_s']:6.0f} {r['size_ratio']:5.2f} {r['seconds']:6.1f}", flush=True)
+    print("\n1. memory (gzip, the default)")
+    print(f"{'logits GB':>9} {'batch MB':>8} {'batches':>7} {'base MB':>8} {'growth MB':>9} {'x batch':>7}")
+    for mb in (16, 64):
+        for gb in (args.small_gb, args.total_gb):
+            r = _run(gb, mb, "gzip", args.folder)
+            print(f"{r['total_gb']:9.2f} {r['batch_mb']:8.1f} {r['batches']:7d} {r['base_mb']:8.0f} "
+                  f"{r['growth_mb']:9.1f} {r['growth_batches']:7.2f}", flush=True)
+
+    print(f"\n2. speed by compression ({args.small_gb} GB, 64 MB batches, {args.repeat} interleaved rounds)")
+    comps = ("none", "lzf", "gzip")
+    runs = {c: [] for c in comps}
+    for _ in range(args.repeat):
+        for c in comps:
+            runs[c].append(_run(args.small_gb, 64, c, args.folder))
+    base = statistics.median(r["mb_per_s"] for r in runs["none"])
+    print(f"{'compr.':>6} {'MB/s median':>11} {'range':>13} {'vs none':>7} {'size':>5}")
+    for c in comps:
+        speeds = [r["mb_per_s"] for r in runs[c]]
+        med = statistics.median(speeds)
+        print(f"{c:>6} {med:11.0f} {min(speeds):6.0f}-{max(speeds):<6.0f} {med / base:7.2f} "
+              f"{runs[c][0]['size_ratio']:5.2f}", flush=True)
 
 
 if __name__ == "__main__":
