@@ -34,7 +34,7 @@ def select_entry(sets: list[ThresholdSet], entry, where: str = "thresholds") -> 
     ``None``: the only set (an error for a frontier of several). An ``int``: that
     index (negative counts from the end). A ``float``, or a ``str`` such as
     ``"0.0021"`` or ``"60%"`` (of the last exit's latency): the budget; the entry
-    with the largest budget not above it, i.e. the most accurate one that fits.
+    with the largest budget not above it (on a frontier, usually the most accurate that fits).
     """
     k = len(sets)
     if entry is None:
