@@ -458,3 +458,17 @@ def test_output_to_a_full_device_is_one_line_naming_it(f):
     if not Path("/dev/full").exists():
         pytest.skip("no /dev/full")
     refused(invoke("evaluate", f.test, f.thresholds(), "-o", "/dev/full"), "/dev/full", "No space left")
+
+
+def test_symlink_loop_as_output_is_refused(f):
+    loop = f.tmp / "loop.json"
+    loop.symlink_to(loop)
+    refused(invoke("evaluate", f.test, f.thresholds(), "-o", loop), "loop.json", "symlink")
+    assert loop.is_symlink()
+
+
+def test_a_multi_line_library_message_is_one_line(tmp_path):
+    pytest.importorskip("onnx")
+    not_a_model = tmp_path / "t.json"
+    not_a_model.write_text('{"format": "eexit.thresholds/v1"}')
+    refused(invoke("profile", not_a_model, "-o", tmp_path / "l.json"), "t.json", "ONNX")

@@ -140,3 +140,9 @@ def test_error_names_the_users_file_not_a_temporary_one(files):
     finally:
         os.chmod(tmp, 0o755)
     assert ".tmp" not in r.stderr and "r.json" in r.stderr, r.stderr
+
+
+def test_output_to_dev_stderr_through_its_symlink(files):
+    tmp, split, _, lat = files
+    r = bash(f"{cmd('tune', split, '--latency', lat, '--budget', '60%', '-q', '-o', '/dev/stderr')} 2>&1 >/dev/null | cat")
+    assert json.loads(r.stdout)["format"] == "eexit.thresholds/v1"
