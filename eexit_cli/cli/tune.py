@@ -3,36 +3,27 @@
 from __future__ import annotations
 
 import math
-import time
 
 import click
-import numpy as np
 from rich.table import Table
 
+from eexit_cli.api.tuning import check_calibration, check_tuning_inputs, feasible_hint, tune_outputs
 from eexit_cli.cli.common import (
     CONTEXT_SETTINGS,
     EXIT_CODES_HELP,
     check_output_target,
     get_state,
     global_options,
+    ignore_index_option,
     output_option,
     progress,
     write_json_output,
 )
-from eexit_cli.core.report import evaluation_entry
 from eexit_cli.core.latency import MAX_BUDGETS, increasing_warning, parse_budgets, parse_fraction, parse_level
-from eexit_cli.errors import InfeasibleBudgetError, InputError
-from eexit_cli.io.agreement import check_exit_names
 from eexit_cli.io.isolated import read_exits_isolated as read_exits
-from eexit_cli.io.jsonfiles import (
-    FRONTIER_FORMAT,
-    latency_from_costs,
-    read_latency,
-    thresholds_to_dict,
-)
+from eexit_cli.io.jsonfiles import latency_from_costs, read_latency
 
 METHODS = ("ippp", "heuristic", "single")
-MIN_SAMPLES_PER_EXIT = 10
 MAX_ITERATIONS = 1_000_000  # --T and --J
 MAX_PARAMETER = 1e12  # --k, --gamma, --mu, --eta, --beta
 
@@ -53,26 +44,8 @@ def _parse_costs(text: str) -> list[float]:
         ) from None
 
 
-def _without_timings(obj):
-    """A copy of ``obj`` without wall-clock ``seconds`` fields (for byte-identical output)."""
-    if isinstance(obj, dict):
-        return {k: _without_timings(v) for k, v in obj.items() if k != "seconds"}
-    if isinstance(obj, list):
-        return [_without_timings(v) for v in obj]
-    return obj
-
-
 def _given(ctx: click.Context, name: str) -> bool:
     return ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
-
-
-def _feasible_hint(budget_texts, costs, unit: str) -> str:
-    """The smallest feasible budget, also as a percentage of d_N when the user wrote one."""
-    low = float(np.min(costs))
-    text = f"the smallest feasible budget is {low:.6g} {unit}"
-    if any("%" in t for t in budget_texts):
-        text += f" ({100 * low / float(costs[-1]):.4g}% of the last exit's cost)"
-    return text
 
 
 def _summary(console, entries: list[dict], unit: str, exit_names: list[str]) -> None:
@@ -147,6 +120,7 @@ def _summary(console, entries: list[dict], unit: str, exit_names: list[str]) -> 
               help="Upper confidence bound used by --guarantee (see docs/guarantee.md).")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**63 - 1),
               help="Seed of the --guarantee split.")
+@ignore_index_option
 @click.option("--allow-renamed-exits", is_flag=True,
               help="Accept a latency profile whose exit_names differ from SPLIT's (the exits are "
                    "still matched by position). Without it, differing names stop the command.")
@@ -164,7 +138,7 @@ def _summary(console, entries: list[dict], unit: str, exit_names: list[str]) -> 
 @click.option("--beta", type=float, default=None, help="Penalty parameter β (eq. 16), for costs scaled by d_N.")
 @global_options
 def tune(split, latency_path, costs_text, unit, budget_texts, output, confidence, method, polish,
-         guarantee_text, calibration_fraction, bound_name, seed, allow_renamed_exits, no_timings,
+         guarantee_text, calibration_fraction, bound_name, seed, ignore_index, allow_renamed_exits, no_timings,
          k, T, J, gamma, mu, eta, beta):
     """Tune exit thresholds on a validation split for a mean-latency budget.
 
@@ -181,8 +155,6 @@ def tune(split, latency_path, costs_text, unit, budget_texts, output, confidence
       eexit tune val.h5 --latency latency.json --budget 40%..80%:20 -o frontier.json
       eexit tune val.h5 --latency latency.json --budget 60% --guarantee 95% -o t.json
     """
-    from eexit_cli.core.tuner import tune as tune_thresholds
-
     state = get_state()
     ctx = click.get_current_context()
     if (latency_path is None) == (costs_text is None):
@@ -209,7 +181,7 @@ def tune(split, latency_path, costs_text, unit, budget_texts, output, confidence
         try:
             cal_fraction = parse_fraction(calibration_fraction, "--calibration-fraction")
         except ValueError as exc:
-            raise click.UsageError(str(exc)) from None
+            raise click.BadParameter(str(exc), param_hint="--calibration-fraction") from None
         if not 0 < cal_fraction < 1:
             raise click.BadParameter("must be strictly between 0% and 100%", param_hint="--calibration-fraction")
     check_output_target(output, [split] + ([latency_path] if latency_path else []))
@@ -221,115 +193,29 @@ def tune(split, latency_path, costs_text, unit, budget_texts, output, confidence
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
 
-    outputs = read_exits(split, confidence=confidence)
-    if outputs.n_exits != latency.n_exits:
-        raise InputError(
-            f"{source}: the latency profile has {latency.n_exits} exits but {split} has "
-            f"{outputs.n_exits} (N disagrees)"
-        )
-    check_exit_names([(str(split), outputs.exit_names if outputs.names_given else None),
-                      (str(source), latency.exit_names)], allow_renamed_exits)
-    min_samples = MIN_SAMPLES_PER_EXIT * outputs.n_exits
-    if outputs.n_samples < min_samples:
-        raise InputError(
-            f"{split}: {outputs.n_samples} samples are too few to tune {outputs.n_exits} exits on; "
-            f"use a validation split of at least {min_samples} samples"
-        )
+    outputs = read_exits(split, confidence=confidence, ignore_index=ignore_index)
+    check_tuning_inputs(outputs, latency, source, allow_renamed_exits)
     if level is not None:
-        n_cal = int(round(cal_fraction * outputs.n_samples))
-        for part, n in (("calibration", n_cal), ("tuning", outputs.n_samples - n_cal)):
-            if n < min_samples:
-                raise click.BadParameter(
-                    f"{calibration_fraction} of {outputs.n_samples} samples leaves {n} for the {part} "
-                    f"part; each part needs at least {min_samples} ({MIN_SAMPLES_PER_EXIT} per exit)",
-                    param_hint="--calibration-fraction",
-                )
+        try:
+            check_calibration(outputs.n_samples, outputs.n_exits, cal_fraction, calibration_fraction)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--calibration-fraction") from None
     warn = increasing_warning(latency.per_exit)
     if warn and not state.quiet:
         state.err.print(f"[yellow]warning[/]: {source}: {warn}", highlight=False, soft_wrap=True)
-    names = outputs.exit_names if outputs.names_given else latency.exit_names
-
-    def box(scores):
-        # a /scores file has no known range: take it from the samples being tuned on
-        # (only the tuning part under --guarantee); equal scores leave the tuner's default
-        if outputs.variant != "scores":
-            return outputs.score_range
-        lo, hi = float(scores.min()), float(scores.max())
-        return (lo, hi) if lo < hi else None
-
-    def solve(scores, correct, budget, init=None, progress_cb=None):
-        return tune_thresholds(scores, correct, latency.per_exit, budget, method=method,
-                               score_range=box(scores), polish=polish, init=init,
-                               progress=progress_cb, **params)
-
-    entries = []
-    skipped = []
-    prev = None
     with progress("tuning", total=len(budgets)) as bar:
-        for i, budget in enumerate(budgets):
-            started = time.perf_counter()
-            try:
-                if level is not None:
-                    from eexit_cli.core.guarantee import certify
-
-                    kwargs = {} if bound_name is None else {"bound": bound_name}
-                    g = certify(outputs.scores, outputs.correct, latency.per_exit, budget, level=level,
-                                tune_fn=lambda s, c, d, b, init=None: solve(s, c, b, init=init),
-                                calibration_fraction=cal_fraction, seed=seed, **kwargs)
-                    res = g.tune_result
-                    tuning = res.to_dict()
-                    tuning["guarantee"] = {k: v for k, v in g.to_dict().items() if k != "tune_result"}
-                    tuning["seconds"] = time.perf_counter() - started
-                    thresholds = g.thresholds
-                else:
-                    res = solve(outputs.scores, outputs.correct, budget,
-                                init=prev if len(budgets) > 1 else None)
-                    tuning = res.to_dict()
-                    thresholds = res.thresholds
-            except InfeasibleBudgetError as exc:
-                if len(budgets) == 1:
-                    raise InfeasibleBudgetError(
-                        f"{exc}; {_feasible_hint(budget_texts, latency.per_exit, latency.unit)}"
-                    ) from None
-                skipped.append({"budget": budget, "reason": str(exc)})
-                bar(i + 1)
-                continue
-            prev = thresholds
-            # the figures evaluate would report on this split, computed the same way
-            hard = evaluation_entry(outputs.scores, outputs.correct, thresholds, latency.per_exit)
-            tuning["split"] = str(split)
-            tuning["samples"] = outputs.n_samples
-            tuning["accuracy"] = hard["accuracy"]
-            tuning["mean_latency"] = hard["mean_latency"]
-            tuning["per_exit_fraction"] = [row["fraction"] for row in hard["per_exit"]]
-            extra = {} if names is None else {"exit_names": list(names)}
-            entry = thresholds_to_dict(thresholds, outputs.confidence, budget, latency,
-                                       **extra, tuning=tuning)
-            entries.append(entry)
-            for w in tuning.get("warnings", []) or []:
-                if not state.quiet and w != warn:
-                    state.err.print(f"[yellow]warning[/]: {w}", highlight=False, soft_wrap=True)
-            bar(i + 1)
-
-    hint = _feasible_hint(budget_texts, latency.per_exit, latency.unit)
-    if not entries:
-        raise InfeasibleBudgetError(
-            f"none of the {len(budgets)} budgets can be met ({skipped[0]['reason']}); {hint}"
-        )
-    if len(budgets) == 1:
-        result = entries[0]
-    else:
-        result = {
-            "format": FRONTIER_FORMAT,
-            "confidence": outputs.confidence,
-            "split": str(split),
-            "budgets": [e["budget"] for e in entries],
-            "entries": entries,
-        }
-        if skipped:
-            result["skipped"] = skipped
-    if no_timings:
-        result = _without_timings(result)
+        tuned = tune_outputs(outputs, latency, budgets, method=method, polish=polish, guarantee=level,
+                             calibration_fraction=cal_fraction if level is not None else 0.3,
+                             bound=bound_name, seed=seed, params=params, latency_source=source,
+                             allow_renamed_exits=allow_renamed_exits,
+                             percent_hint=any("%" in t for t in budget_texts), progress=bar)
+    if not state.quiet:
+        for w in tuned.warnings:
+            if not w.endswith(warn or "\0"):
+                state.err.print(f"[yellow]warning[/]: {w}", highlight=False, soft_wrap=True)
+    entries, skipped = tuned.entries, tuned.skipped
+    result = tuned.to_dict(timings=not no_timings)
+    hint = feasible_hint(latency.per_exit, latency.unit, any("%" in t for t in budget_texts))
     write_json_output(result, output)
     if skipped:
         listed = ", ".join(f"{s['budget']:.6g}" for s in skipped[:8]) + (", ..." if len(skipped) > 8 else "")
