@@ -1,0 +1,459 @@
+"""The PyTorch backend: a model from a factory as a :class:`StagedModel` (eager torch).
+
+``eexit profile FILE.py:FACTORY`` (or ``package.module:FACTORY``): ``FACTORY()``
+returns ``(model, example_input)``.
+
+- If the model has a ``stages`` attribute, a sequence of N callables
+  ``stage(state) -> (state, exit_output)`` (the first one receiving the example
+  input), those are the stages.
+- Otherwise ``model(example_input)`` must return the N exit outputs (a tuple or list);
+  the model is traced with ``torch.fx`` and cut into N stages with the same semantics
+  as the ONNX cut: stage k holds the operations needed for exit k that no earlier
+  exit needs, and hands on what later stages read.
+
+A call runs the stages in eager mode under ``torch.inference_mode()``; after each
+stage k < n it computes exit k's confidence in torch and compares it with a threshold
+(which waits for the device, as a deployment's ``if`` does). With ``--device cuda``
+the clock is read after ``torch.cuda.synchronize()``. torch is imported only here
+(the ``torch`` extra).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import re
+import sys
+from typing import Callable, Sequence
+
+from eexit_cli.errors import DeviceUnavailableError, InputError, MissingDependencyError
+from eexit_cli.profiling.record import ProfileResult, check_int, profile_staged, sha256_file
+from eexit_cli.profiling.staged import MODES, StagedModel, check_exit_output, check_thresholds
+from eexit_cli.profiling.timing import ProgressCallback
+
+DEVICES = ("cpu", "cuda")
+_INSTALL_HINT = "install with: pip install 'eexit[torch]'"
+STAGES_HINT = ("give the model a `stages` attribute: N callables stage(state) -> (state, exit_output), "
+               "see docs/profiling.md")
+_SPEC = re.compile(r"^(?P<target>.+):(?P<factory>[A-Za-z_][A-Za-z0-9_]*)$")
+_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def is_factory_spec(text: str) -> bool:
+    """Whether ``text`` names a factory (``FILE.py:NAME`` or ``package.module:NAME``)."""
+    match = _SPEC.match(str(text))
+    if not match:
+        return False
+    target = match.group("target")
+    return target.endswith(".py") or bool(_MODULE.match(target))
+
+
+def import_torch():
+    try:
+        import torch
+    except ImportError:
+        raise MissingDependencyError(f"profiling a PyTorch model needs torch; {_INSTALL_HINT}") from None
+    return torch
+
+
+# ---------------------------------------------------------------------------
+# Loading the factory
+# ---------------------------------------------------------------------------
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def load_factory(spec: str) -> tuple[Callable, dict]:
+    """The factory named by ``spec`` and a description of where it came from."""
+    match = _SPEC.match(spec)
+    if not match or not is_factory_spec(spec):
+        raise InputError(f"{spec}: expected FILE.py:FACTORY or package.module:FACTORY")
+    target, name = match.group("target"), match.group("factory")
+    if target.endswith(".py"):
+        if not os.path.exists(target):
+            raise InputError(f"{target}: file not found")
+        if os.path.isdir(target):
+            raise InputError(f"{target}: is a folder, expected a Python file")
+        module_name = "_eexit_factory_" + re.sub(r"\W", "_", os.path.abspath(target))
+        folder = os.path.dirname(os.path.abspath(target))
+        sys.path.insert(0, folder)  # the file may import its neighbours
+        try:
+            module_spec = importlib.util.spec_from_file_location(module_name, target)
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules[module_name] = module
+            module_spec.loader.exec_module(module)
+        except Exception as exc:
+            sys.modules.pop(module_name, None)
+            raise InputError(f"{target}: importing it failed ({_one_line(exc)})") from None
+        finally:
+            try:
+                sys.path.remove(folder)
+            except ValueError:
+                pass
+        source = {"factory": spec, "path": target, "sha256": sha256_file(target)}
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ModuleNotFoundError as exc:
+            raise InputError(f"{spec}: no module named {exc.name!r} (is it installed or on PYTHONPATH?)") from None
+        except Exception as exc:
+            raise InputError(f"{spec}: importing {target} failed ({_one_line(exc)})") from None
+        path = getattr(module, "__file__", None)
+        source = {"factory": spec, "path": path, "sha256": sha256_file(path) if path else None}
+    factory = getattr(module, name, None)
+    if factory is None:
+        raise InputError(f"{spec}: {target} has no attribute {name!r}")
+    if not callable(factory):
+        raise InputError(f"{spec}: {name} is a {type(factory).__name__}, not a callable factory")
+    return factory, source
+
+
+def call_factory(factory: Callable, spec: str, torch):
+    try:
+        made = factory()
+    except Exception as exc:
+        raise InputError(f"{spec}: the factory raised {_one_line(exc)}") from None
+    if not isinstance(made, (tuple, list)) or len(made) != 2:
+        what = f"a {type(made).__name__}" + (f" of {len(made)} items" if isinstance(made, (tuple, list)) else "")
+        raise InputError(f"{spec}: the factory returned {what}; it must return (model, example_input)")
+    model, example = made
+    if not callable(model):
+        raise InputError(f"{spec}: the factory's model is a {type(model).__name__}, not callable")
+    tensors = _tensors(example, torch)
+    if not tensors:
+        raise InputError(
+            f"{spec}: the factory's example input is a {type(example).__name__}; it must be a tensor "
+            "or a tuple of tensors"
+        )
+    return model, example
+
+
+def _tensors(value, torch) -> list:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _tensors(v, torch)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _tensors(v, torch)]
+    return []
+
+
+def _to(value, device, torch):
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, tuple):
+        return tuple(_to(v, device, torch) for v in value)
+    if isinstance(value, list):
+        return [_to(v, device, torch) for v in value]
+    if isinstance(value, dict):
+        return {k: _to(v, device, torch) for k, v in value.items()}
+    return value
+
+
+# ---------------------------------------------------------------------------
+# Cutting a traced model
+# ---------------------------------------------------------------------------
+
+
+def fx_stages(model, example, spec: str, n_declared: int | None, torch) -> tuple[list[Callable], list[str]]:
+    """Trace ``model`` with torch.fx and cut it into one stage per exit.
+
+    Returns the stages (following the ``stages`` protocol; the state is a dict of the
+    values handed on) and default exit names.
+    """
+    import torch.fx as fx
+
+    args = example if isinstance(example, tuple) else (example,)
+    try:
+        outputs = model(*args)
+    except Exception as exc:
+        raise InputError(f"{spec}: model(example_input) raised {_one_line(exc)}") from None
+    if isinstance(outputs, torch.Tensor) or not isinstance(outputs, (tuple, list)):
+        raise InputError(
+            f"{spec}: model(example_input) returned a {type(outputs).__name__}, not one output per exit; "
+            f"return a tuple of the N exit outputs, or {STAGES_HINT}"
+        )
+    n = len(outputs)
+    if n_declared is not None and n != n_declared:
+        raise InputError(f"{spec}: model(example_input) returned {n} outputs, but {n_declared} exits are declared")
+    if n < 2:
+        raise InputError(f"{spec}: model(example_input) returned {n} output; profiling needs at least 2 exits")
+    try:
+        traced = fx.symbolic_trace(model)
+    except Exception as exc:
+        raise InputError(f"{spec}: torch.fx cannot trace the model ({_one_line(exc)}); {STAGES_HINT}") from None
+    graph = traced.graph
+    nodes = list(graph.nodes)
+    out_node = next(nd for nd in nodes if nd.op == "output")
+    results = out_node.args[0]
+    if not isinstance(results, (tuple, list)) or len(results) != n or not all(isinstance(r, fx.Node) for r in results):
+        raise InputError(f"{spec}: the traced model does not return its {n} exits as separate values; {STAGES_HINT}")
+    placeholders = [nd for nd in nodes if nd.op == "placeholder"]
+    if len(placeholders) != len(args):
+        raise InputError(
+            f"{spec}: forward takes {len(placeholders)} inputs, the example input gives {len(args)}; {STAGES_HINT}"
+        )
+    free = {nd for nd in nodes if nd.op != "placeholder" and not nd.all_input_nodes}
+
+    owner: dict = {}
+    for k, exit_node in enumerate(results):
+        stack, mine = [exit_node], set()
+        while stack:
+            nd = stack.pop()
+            if nd in owner or nd in mine or nd.op == "placeholder":
+                continue
+            mine.add(nd)
+            stack.extend(nd.all_input_nodes)
+        mine -= free
+        if not mine and k > 0:
+            raise InputError(f"{spec}: exit {k + 1} needs no computation beyond exit {k}'s; the exits are out of order")
+        for nd in mine:
+            owner[nd] = k
+
+    index = {nd: i for i, nd in enumerate(nodes)}
+    stages = []
+    for k, exit_node in enumerate(results):
+        members = sorted((nd for nd, s in owner.items() if s == k), key=index.__getitem__)
+        later = [nd for nd, s in owner.items() if s > k]
+        hands_on = sorted({inp for nd in later for inp in nd.all_input_nodes if owner.get(inp) == k},
+                          key=index.__getitem__)
+        sub = fx.Graph()
+        env: dict = {}
+        reads: list[str] = []
+
+        def fetch(nd, sub=sub, env=env, reads=reads):
+            if nd in env:
+                return env[nd]
+            if nd in free:
+                for inp in nd.all_input_nodes:  # pragma: no cover (free nodes have none)
+                    fetch(inp)
+                env[nd] = sub.node_copy(nd, lambda x: env[x])
+            else:  # a graph input or a value handed on from an earlier stage
+                env[nd] = sub.placeholder(nd.name)
+                reads.append(nd.name)
+            return env[nd]
+
+        for nd in members:
+            for inp in nd.all_input_nodes:
+                if inp not in env and owner.get(inp) != k:
+                    fetch(inp)
+            env[nd] = sub.node_copy(nd, lambda x: env[x])
+        if exit_node not in env:  # an exit that is a graph input or a constant
+            fetch(exit_node)
+        sub.output((env[exit_node], tuple(env[nd] for nd in hands_on)))
+        module = fx.GraphModule(traced, sub)
+        stages.append(_FxStage(module, tuple(reads), tuple(nd.name for nd in hands_on)))
+    # the first stage receives the example input: map it to the placeholders' names
+    stages[0] = _FxFirstStage(stages[0], tuple(p.name for p in placeholders))
+    return stages, [f"exit_{k + 1}" for k in range(n)]
+
+
+class _FxStage:
+    """A cut stage: reads named values from the state dict, adds what it hands on."""
+
+    def __init__(self, module, reads: tuple[str, ...], hands_on: tuple[str, ...]):
+        self.module, self.reads, self.hands_on = module, reads, hands_on
+
+    def __call__(self, state: dict):
+        out, handed = self.module(*[state[name] for name in self.reads])
+        state = dict(state)
+        state.update(zip(self.hands_on, handed))
+        return state, out
+
+
+class _FxFirstStage:
+    def __init__(self, stage: _FxStage, names: tuple[str, ...]):
+        self.stage, self.names = stage, names
+
+    def __call__(self, example):
+        args = example if isinstance(example, tuple) else (example,)
+        return self.stage(dict(zip(self.names, args)))
+
+
+# ---------------------------------------------------------------------------
+# Opening a model
+# ---------------------------------------------------------------------------
+
+
+def torch_decision(confidence: str, torch) -> Callable:
+    """``decide(exit_output, threshold) -> bool`` in torch, the measure of core.confidence."""
+    f = torch.nn.functional
+
+    if confidence == "max_softmax":
+        def score(out):
+            return f.softmax(out, dim=-1).amax(dim=-1)
+    elif confidence == "entropy":
+        def score(out):
+            logp = f.log_softmax(out, dim=-1)
+            return (logp.exp() * logp).sum(dim=-1)
+    elif confidence == "margin":
+        def score(out):
+            top = f.softmax(out, dim=-1).topk(2, dim=-1).values
+            return top[..., 0] - top[..., 1]
+    else:
+        raise InputError(
+            f"confidence {confidence!r} cannot be computed from an exit's output; "
+            "choose one of max_softmax, entropy, margin"
+        )
+
+    def decide(out, threshold: float) -> bool:
+        return bool((score(out.float()) > threshold).all())
+
+    return decide
+
+
+def open_torch(
+    spec: str,
+    *,
+    exit_names: Sequence[str] | None = None,
+    mode: str = "staged",
+    device: str = "cpu",
+    threads: int = 1,
+    confidence: str = "max_softmax",
+    thresholds=None,
+    seed: int = 0,
+) -> StagedModel:
+    """Load ``FILE.py:FACTORY`` or ``package.module:FACTORY`` as a :class:`StagedModel`.
+
+    ``exit_names`` names (and so declares the number of) the exits. ``mode`` must be
+    ``"staged"``: eager PyTorch has no prefix graphs. ``seed`` seeds torch before the
+    factory runs.
+    """
+    threads = check_int("threads", threads, 1)
+    seed = check_int("seed", seed, 0)
+    if device not in DEVICES:
+        raise InputError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    if mode not in MODES:
+        raise InputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode != "staged":
+        raise InputError("--mode prefix is for ONNX models; a PyTorch model is profiled stage by stage")
+    torch = import_torch()
+    if device == "cuda" and not torch.cuda.is_available():
+        raise DeviceUnavailableError(
+            f"--device cuda: torch {torch.__version__} sees no CUDA GPU here "
+            "(torch.cuda.is_available() is False); use --device cpu or a CUDA build of torch"
+        )
+    decide = torch_decision(confidence, torch)
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # can only be set once per process, before any parallel work
+        pass
+    factory, source = load_factory(spec)
+    torch.manual_seed(seed)
+    model, example = call_factory(factory, spec, torch)
+    with torch.inference_mode():
+        if isinstance(model, torch.nn.Module):
+            model.eval()
+            model.to(device)
+        example = _to(example, device, torch)
+        n_declared = None if exit_names is None else len(exit_names)
+        stages_attr = getattr(model, "stages", None)
+        if stages_attr is not None:
+            try:
+                stages = tuple(stages_attr)
+            except TypeError:
+                raise InputError(f"{spec}: model.stages is a {type(stages_attr).__name__}, not a sequence of "
+                                 "callables") from None
+            bad = [k + 1 for k, s in enumerate(stages) if not callable(s)]
+            if bad:
+                raise InputError(f"{spec}: model.stages[{bad[0] - 1}] is not callable")
+            if n_declared is not None and len(stages) != n_declared:
+                raise InputError(f"{spec}: model.stages has {len(stages)} stages, but {n_declared} exits are declared")
+            if len(stages) < 2:
+                raise InputError(f"{spec}: model.stages has {len(stages)} stage; profiling needs at least 2 exits")
+            names = [f"exit_{k + 1}" for k in range(len(stages))]
+            how = "the model's stages"
+        else:
+            stages, names = fx_stages(model, example, spec, n_declared, torch)
+            how = "stages cut from the traced model (torch.fx)"
+    stages = tuple(stages)
+    if exit_names is not None:
+        names = [str(n) for n in exit_names]
+    n_exits = len(stages)
+    t = [float(x) for x in check_thresholds(thresholds, n_exits)]
+    batch = int(_tensors(example, torch)[0].shape[0]) if _tensors(example, torch)[0].dim() else 1
+    inputs = tuple({"name": f"input_{i}" if len(_tensors(example, torch)) > 1 else "input",
+                    "shape": list(x.shape), "dtype": str(x.dtype).replace("torch.", "")}
+                   for i, x in enumerate(_tensors(example, torch)))
+    last = n_exits - 1
+
+    def run_to(n: int) -> None:
+        state = example
+        for k, stage in enumerate(stages):
+            state, out = stage(state)
+            if k == n:
+                return
+            if k < last:
+                decide(out, t[k])
+
+    # a first inference through every stage, checked
+    with torch.inference_mode():
+        state = example
+        for k, stage in enumerate(stages):
+            try:
+                result = stage(state)
+            except Exception as exc:
+                raise InputError(f"{spec}: stage {k + 1} raised {_one_line(exc)}") from None
+            if not isinstance(result, tuple) or len(result) != 2:
+                what = f"a tuple of {len(result)}" if isinstance(result, tuple) else f"a {type(result).__name__}"
+                raise InputError(f"{spec}: stage {k + 1} returned {what}; a stage must return (state, exit_output)")
+            state, out = result
+            if not isinstance(out, torch.Tensor) or not out.is_floating_point():
+                raise InputError(
+                    f"{spec}: stage {k + 1}'s exit output is a {type(out).__name__}"
+                    + (f" of {out.dtype}" if isinstance(out, torch.Tensor) else "")
+                    + "; an exit must give a floating-point tensor of class scores"
+                )
+            check_exit_output(out, k, names[k], batch, spec)
+            if k < last:
+                decide(out, t[k])
+
+    sync = torch.cuda.synchronize if device == "cuda" else None
+    overhead_input = _tensors(example, torch)[0]
+    return StagedModel(
+        exit_names=tuple(names),
+        run_to=run_to,
+        batch=batch,
+        inputs=inputs,
+        mode="staged",
+        method=f"torch eager under inference_mode, {how} run in sequence with each exit's {confidence} "
+               f"checked, batch {batch}",
+        device=device,
+        threads=threads,
+        confidence=confidence,
+        source=source,
+        versions={"torch_version": torch.__version__},
+        providers=(),
+        overhead=lambda: overhead_input.clone(),
+        sync=sync,
+        context=torch.inference_mode,
+    )
+
+
+def profile_torch(
+    spec: str,
+    *,
+    exit_names: Sequence[str] | None = None,
+    device: str = "cpu",
+    threads: int = 1,
+    confidence: str = "max_softmax",
+    warmup: int = 20,
+    repeat: int = 50,
+    rounds: int = 20,
+    seed: int = 0,
+    time_budget: float | None = None,
+    progress: ProgressCallback | None = None,
+) -> ProfileResult:
+    """Measure d_1..d_N of a PyTorch model: :func:`open_torch`, then ``profile_staged``."""
+    model = open_torch(spec, exit_names=exit_names, device=device, threads=threads,
+                       confidence=confidence, seed=seed)
+    return profile_staged(model, warmup=warmup, repeat=repeat, rounds=rounds, seed=seed,
+                          time_budget=time_budget, progress=progress)
+
+
+__all__ = ["STAGES_HINT", "fx_stages", "is_factory_spec", "load_factory", "open_torch", "profile_torch"]
