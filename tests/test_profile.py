@@ -71,7 +71,8 @@ def chain_model(path: Path, n_outputs=2, elem=TensorProto.FLOAT, shape=("batch",
 
 def test_latency_increases_with_the_exit_on_the_sample_model():
     result = profile_onnx(SAMPLE_MODEL, **FAST)
-    d = np.array(result.per_exit)
+    # medians: a mean of this few calls is moved by a busy machine
+    d = np.array([e.median for e in result.exits])
     assert result.exit_names == tuple(EXIT_NAMES)
     assert np.all(np.diff(d) > 0), d
     assert d[-1] > 2 * d[0], d

@@ -96,7 +96,10 @@ def check_thresholds(thresholds, n_exits: int) -> np.ndarray:
         return np.full(n_exits - 1, np.inf)
     t = np.asarray(thresholds, dtype=np.float64)
     if t.shape != (n_exits - 1,):
-        raise ValueError(f"thresholds: expected N-1 = {n_exits - 1} values, got shape {t.shape}")
+        raise InputError(
+            f"the thresholds are for {t.size + 1} exits but the model has {n_exits} "
+            f"(N disagrees; N-1 = {n_exits - 1} thresholds are needed)"
+        )
     if np.any(np.isnan(t)):
         raise ValueError("thresholds contains NaN")
     return t
