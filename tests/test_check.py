@@ -168,3 +168,20 @@ def test_bad_input_is_one_line_and_exit_code_2(runner, tmp_path, case):
     line = one_error_line(r)
     assert line.startswith("eexit check: error: ") and expected in line, line
     assert list(out.parent.iterdir()) == []
+
+
+def test_thresholds_on_precomputed_scores_are_checked_with_a_stand_in_measure(runner, tmp_path, exit_data,
+                                                                               exits_file, latency_json):
+    split = exits_file("scores", data=exit_data(n_exits=4, n_samples=60), measure="margin",
+                       attrs={"confidence": "learned_head"})
+    latency = latency_json([1e-5, 2e-5, 4e-5, 8e-5], unit="s")
+    thresholds = tmp_path / "thresholds.json"
+    r = run(runner, ["tune", split, "--latency", latency, "--budget", "60%", "-o", thresholds])
+    assert r.exit_code == 0, r.output
+    assert json.loads(thresholds.read_text())["confidence"] == "learned_head"
+    r = run(runner, ["check", SAMPLE / "model.onnx", thresholds, split, "--passes", "1", "--tolerance", "100000%"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["measurement"]["confidence"] == "max_softmax"
+    assert any("'learned_head'" in n and "max_softmax instead" in n for n in doc["notes"])
+    assert sum(e["count"] for e in doc["per_exit"]) == 60

@@ -76,15 +76,23 @@ def check(model, thresholds, split, output, outputs, input_shapes, mode, device,
                          f"{ts.n_exits} exits (N disagrees)")
     schedule = exit_indices(data.scores, ts.thresholds)
 
+    from eexit_cli.core.confidence import COMPUTED_MEASURES
     from eexit_cli.profiling.adaptive import check_adaptive
     from eexit_cli.profiling.models import open_model
 
+    notes = []
+    confidence = ts.confidence
+    if confidence not in COMPUTED_MEASURES:
+        # precomputed scores: the schedule still says where each sample leaves; the
+        # check at each exit passed is timed with a measure of similar cost
+        notes.append(f"the thresholds are on confidence {confidence!r}, which cannot be computed from an "
+                     "exit's output; each exit passed is checked with max_softmax instead")
+        confidence = "max_softmax"
     staged = open_model(model, outputs=outputs, input_shapes=input_shapes, mode=mode, device=device,
-                        threads=threads, confidence=ts.confidence, thresholds=ts.thresholds, seed=seed)
+                        threads=threads, confidence=confidence, thresholds=ts.thresholds, seed=seed)
     if staged.n_exits != ts.n_exits:
         raise InputError(f"{model}: has {staged.n_exits} exits but {thresholds} holds thresholds for "
                          f"{ts.n_exits} exits (N disagrees)")
-    notes = []
     measured_on = latency.extra.get("measurement") if isinstance(latency.extra.get("measurement"), dict) else {}
     profiled = measured_on.get("model") if isinstance(measured_on.get("model"), dict) else {}
     if profiled.get("sha256") and staged.source.get("sha256") and profiled["sha256"] != staged.source["sha256"]:
