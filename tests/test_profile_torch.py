@@ -280,6 +280,13 @@ def test_profile_gives_increasing_latencies(runner, factories, tmp_path, spec):
     assert [e["trimmed_mean"] for e in m["exits"]] == doc["per_exit"]
 
 
+def test_a_module_of_the_current_folder_can_be_named(runner, factories, monkeypatch):
+    monkeypatch.chdir(factories.parent)
+    r = run(runner, ["profile", "factories:staged", *FAST_ARGS])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["measurement"]["model"]["factory"] == "factories:staged"
+
+
 def test_threads_option_sets_torch_threads(factories):
     before = torch.get_num_threads()
     try:

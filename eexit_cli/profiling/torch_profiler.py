@@ -96,12 +96,19 @@ def load_factory(spec: str) -> tuple[Callable, dict]:
                 pass
         source = {"factory": spec, "path": target, "sha256": sha256_file(target)}
     else:
+        cwd = os.getcwd()
+        sys.path.insert(0, cwd)  # a module of the current folder, as `python -m` would find it
         try:
             module = importlib.import_module(target)
         except ModuleNotFoundError as exc:
             raise InputError(f"{spec}: no module named {exc.name!r} (is it installed or on PYTHONPATH?)") from None
         except Exception as exc:
             raise InputError(f"{spec}: importing {target} failed ({_one_line(exc)})") from None
+        finally:
+            try:
+                sys.path.remove(cwd)
+            except ValueError:
+                pass
         path = getattr(module, "__file__", None)
         source = {"factory": spec, "path": path, "sha256": sha256_file(path) if path else None}
     factory = getattr(module, name, None)
