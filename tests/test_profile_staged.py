@@ -13,7 +13,8 @@ ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from eexit_cli.errors import InputError  # noqa: E402
-from eexit_cli.profiling.onnx_profiler import _stage_models, cut_stages, open_onnx  # noqa: E402
+from eexit_cli.profiling.onnx_cut import cut_stages, stage_models  # noqa: E402
+from eexit_cli.profiling.onnx_profiler import open_onnx  # noqa: E402
 from eexit_cli.profiling.timing import time_calls, time_schedule  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
@@ -23,7 +24,7 @@ def run_cut(path, names, feed):
     """Run the stage sub-graphs one after the other, handing tensors on by name."""
     model = onnx.load(str(path))
     cuts = cut_stages(model, names, str(path))
-    subs = _stage_models(onnx, model, str(path), cuts)
+    subs = stage_models(onnx, model, str(path), cuts)
     env, outs = dict(feed), []
     for cut, sub in zip(cuts, subs):
         session = ort.InferenceSession(sub.SerializeToString(), providers=["CPUExecutionProvider"])

@@ -16,7 +16,8 @@ torch = pytest.importorskip("torch")
 from eexit_cli.cli.main import cli  # noqa: E402
 from eexit_cli.errors import InputError, MissingDependencyError  # noqa: E402
 from eexit_cli.profiling.models import open_model  # noqa: E402
-from eexit_cli.profiling.torch_profiler import fx_stages, is_factory_spec, open_torch  # noqa: E402
+from eexit_cli.profiling.torch_fx_cut import fx_stages  # noqa: E402
+from eexit_cli.profiling.torch_profiler import is_factory_spec, open_torch  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 MODELS_PY = SAMPLE / "torch_models.py"
