@@ -77,6 +77,12 @@ def load_splits():
     return {"train": (x_train, y_train), "val": (x_val, y_val), "test": (x_test, y_test)}
 
 
+def write_test_images(splits, out: Path) -> None:
+    """The test split's images as pixel values 0..16 (uint8, (M, 8, 8)), for serving examples."""
+    x, _ = splits["test"]
+    np.save(out / "digits_test_images.npy", np.rint(x[:, 0] * 16).astype(np.uint8))
+
+
 def model_input(kind: str, x: np.ndarray) -> np.ndarray:
     """The images (M, 1, 8, 8) as the model reads them: the GRU takes (M, 8 rows, 8)."""
     return np.ascontiguousarray(x[:, 0]) if kind == "gru" else x
@@ -218,6 +224,7 @@ def main(argv=None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     for kind in kinds:
         make(kind, splits, args.out)
+    write_test_images(splits, args.out)
 
 
 if __name__ == "__main__":

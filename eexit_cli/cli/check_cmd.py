@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from eexit_cli.cli.common import CONTEXT_SETTINGS, EXIT_CODES_HELP, ExitCode, get_state, global_options, output_option, progress
-from eexit_cli.cli.profile_cmd import _time, check_output_folder, emit, model_options
+from eexit_cli.cli.profile_cmd import _time, check_output_early, emit, model_files, model_options
 from eexit_cli.core.latency import parse_fraction
 from eexit_cli.core.replay import exit_indices
 from eexit_cli.errors import InputError
@@ -56,7 +56,7 @@ def check(model, thresholds, split, output, outputs, input_shapes, mode, device,
         tolerance = parse_fraction(tolerance_text, "--tolerance")
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--tolerance") from None
-    check_output_folder(output)
+    check_output_early(output, [*model_files(model), thresholds, split, *([latency_path] if latency_path else [])])
     fmt, sets, _raw = read_thresholds_or_frontier(thresholds)
     if fmt != "eexit.thresholds/v1":
         raise InputError(f"{thresholds}: a frontier holds several threshold sets; check one thresholds file "
@@ -67,9 +67,11 @@ def check(model, thresholds, split, output, outputs, input_shapes, mode, device,
     if latency.n_exits != ts.n_exits:
         raise InputError(f"{where}: the latency profile has {latency.n_exits} exits, the thresholds are for "
                          f"{ts.n_exits} (N disagrees)")
-    if latency.unit != "s":
-        raise InputError(f"{where}: the latency profile is in {latency.unit!r}; a check against measured time "
-                         "needs a profile in seconds from `eexit profile`")
+    try:
+        latency = latency.in_unit("s")
+    except ValueError:
+        raise InputError(f"{where}: the latency profile is in {latency.unit!r}, not a unit of time; a check "
+                         "against measured time needs a profile from `eexit profile` (or in s, ms, us, ns)") from None
     data = read_exits(split, confidence=ts.confidence)
     if data.n_exits != ts.n_exits:
         raise InputError(f"{split}: has {data.n_exits} exits but {thresholds} holds thresholds for "

@@ -4,13 +4,14 @@ The model options (``model_options``) are shared with ``eexit check``."""
 
 from __future__ import annotations
 
-import os
+import math
 
 import click
 from rich.table import Table
 
 from eexit_cli.cli.common import (
     CONTEXT_SETTINGS,
+    check_output_target,
     EXIT_CODES_HELP,
     get_state,
     global_options,
@@ -19,6 +20,7 @@ from eexit_cli.cli.common import (
     stdout_is_terminal,
     write_json_output,
 )
+from eexit_cli.io.atomic import STDOUT, resolve_output
 
 
 def _parse_outputs(ctx, param, value):
@@ -28,6 +30,10 @@ def _parse_outputs(ctx, param, value):
     if any(not n for n in names):
         raise click.BadParameter(f"expected comma-separated output names, got {value!r}")
     return names
+
+
+MAX_INPUT_ELEMENTS = 2**28
+"""The largest input accepted by --input-shape, in elements (1 GiB of float32)."""
 
 
 def _parse_shapes(ctx, param, values):
@@ -41,6 +47,12 @@ def _parse_shapes(ctx, param, values):
             raise click.BadParameter(str(exc)) from None
         if name in shapes:
             raise click.BadParameter(f"shape of {name!r} given twice")
+        size = math.prod(shape)
+        if size > MAX_INPUT_ELEMENTS:
+            raise click.BadParameter(
+                f"{text!r} has {size:,} elements; at most {MAX_INPUT_ELEMENTS:,} per input are "
+                "profiled (latency is measured at batch 1: did you mean 1x...?)"
+            )
         shapes[name] = shape
     return shapes
 
@@ -80,7 +92,8 @@ def model_options(func):
                           "in order). PyTorch: names for the exits, which also declares how many."),
         click.option("--input-shape", "input_shapes", multiple=True, callback=_parse_shapes, metavar="NAME=DIMS",
                      help="ONNX: shape of an input with symbolic dimensions, e.g. input=1x3x32x32 "
-                          "(repeatable). Without it a symbolic batch dimension is 1."),
+                          "(repeatable). Without it a symbolic batch dimension is 1. At most 2^28 "
+                          "elements per input."),
         click.option("--mode", type=click.Choice(["staged", "prefix"]), default="staged", show_default=True,
                      help="staged: run stage after stage, checking each exit passed, as deployed. "
                           "prefix (ONNX only): one graph per exit, no checks between stages."),
@@ -94,23 +107,34 @@ def model_options(func):
     return func
 
 
-def check_output_folder(output) -> None:
-    if output not in (None, "-"):
-        folder = os.path.dirname(os.path.abspath(output))
-        if not os.path.isdir(folder):
-            # say so now rather than after the measurement
-            raise click.BadParameter(f"folder {folder} does not exist", param_hint="-o/--output")
+def model_files(model: str) -> list[str]:
+    """The file behind MODEL: the ONNX file, or the Python file of FILE.py:FACTORY."""
+    from eexit_cli.profiling.models import is_torch_spec
+
+    if is_torch_spec(model):
+        target = model.rsplit(":", 1)[0]
+        return [target] if target.endswith(".py") else []
+    return [model]
+
+
+def _to_stdout(output) -> bool:
+    return output == "-" or (output is None and not stdout_is_terminal()) or resolve_output(output) == STDOUT
+
+
+def check_output_early(output, inputs) -> None:
+    """Refuse a bad -o (or a closed stdout) now rather than after the measurement."""
+    check_output_target(output, inputs, to_stdout=_to_stdout(output))
 
 
 def emit(data, output) -> None:
-    state = get_state()
-    if output not in (None, "-"):
+    """The JSON to -o, or to stdout when it is not a terminal (or -o -)."""
+    if output not in (None, "-") and resolve_output(output) != STDOUT:
         write_json_output(data, output)
-    elif output == "-" or not stdout_is_terminal():
+    elif _to_stdout(output):
         write_json_output(data, "-")
     else:
-        state.err.print("note: no -o given and stdout is a terminal; nothing saved (use -o FILE.json)",
-                        markup=False, highlight=False)
+        get_state().err.print("note: no -o given and stdout is a terminal; nothing saved (use -o FILE.json)",
+                              markup=False, highlight=False)
 
 
 @click.command("profile", context_settings=CONTEXT_SETTINGS, epilog=EXIT_CODES_HELP)
@@ -160,7 +184,7 @@ def profile(model, output, outputs, input_shapes, mode, device, threads, confide
     from eexit_cli.profiling.record import profile_staged
 
     state = get_state()
-    check_output_folder(output)
+    check_output_early(output, model_files(model))
     staged = open_model(model, outputs=outputs, input_shapes=input_shapes, mode=mode, device=device,
                         threads=threads, confidence=confidence, seed=seed)
     with progress("profiling", total=None) as update:
