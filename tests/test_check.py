@@ -156,8 +156,20 @@ def _bad_tolerance(tmp_path, thresholds):
     return [SAMPLE / "model.onnx", thresholds, SAMPLE / "digits_test.h5", "--tolerance", "lots"], "--tolerance"
 
 
+def _renamed_exits(tmp_path, thresholds):
+    import shutil
+
+    import h5py
+
+    split = tmp_path / "renamed.h5"
+    shutil.copy(SAMPLE / "digits_test.h5", split)
+    with h5py.File(split, "r+") as f:
+        f.attrs.create("exit_names", ["a", "b", "c", "d"], dtype=h5py.string_dtype())
+    return [SAMPLE / "model.onnx", thresholds, split], "different exit names"
+
+
 @pytest.mark.parametrize("case", [_frontier, _wrong_n, _relative_units, _missing_split, _missing_model,
-                                  _bad_tolerance], ids=lambda f: f.__name__.lstrip("_"))
+                                  _bad_tolerance, _renamed_exits], ids=lambda f: f.__name__.lstrip("_"))
 def test_bad_input_is_one_line_and_exit_code_2(runner, tmp_path, case):
     _latency, thresholds = pipeline(runner, tmp_path, SAMPLE / "model.onnx", SAMPLE / "digits_val.h5")
     args, expected = case(tmp_path, thresholds)

@@ -9,6 +9,7 @@ from eexit_cli.cli.profile_cmd import _time, check_output_early, emit, model_fil
 from eexit_cli.core.latency import parse_fraction
 from eexit_cli.core.replay import exit_indices
 from eexit_cli.errors import InputError
+from eexit_cli.io.agreement import check_exit_names
 from eexit_cli.io.exits import read_exits
 from eexit_cli.io.jsonfiles import read_latency, read_thresholds_or_frontier
 
@@ -27,9 +28,13 @@ from eexit_cli.io.jsonfiles import read_latency, read_thresholds_or_frontier
               help="Timed passes over all samples of SPLIT (after one untimed pass).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the random inputs.")
+@click.option("--allow-renamed-exits", is_flag=True,
+              help="Accept files whose exit_names differ (exits are matched by position). Without it, a "
+                   "split, thresholds file or profile naming other exits, or the same exits in another "
+                   "order, stops the command.")
 @global_options
 def check(model, thresholds, split, output, outputs, input_shapes, mode, device, threads, latency_path,
-          tolerance_text, passes, seed):
+          tolerance_text, passes, seed, allow_renamed_exits):
     """Check the predicted mean latency against a real adaptive run of MODEL.
 
     THRESHOLDS is a thresholds JSON from `eexit tune`; SPLIT an exit-outputs file
@@ -76,6 +81,8 @@ def check(model, thresholds, split, output, outputs, input_shapes, mode, device,
     if data.n_exits != ts.n_exits:
         raise InputError(f"{split}: has {data.n_exits} exits but {thresholds} holds thresholds for "
                          f"{ts.n_exits} exits (N disagrees)")
+    check_exit_names([(str(split), data.exit_names if data.names_given else None),
+                      (str(thresholds), ts.exit_names), (where, latency.exit_names)], allow_renamed_exits)
     schedule = exit_indices(data.scores, ts.thresholds)
 
     from eexit_cli.core.confidence import COMPUTED_MEASURES
