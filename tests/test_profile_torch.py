@@ -279,6 +279,9 @@ def test_profile_gives_increasing_latencies(runner, factories, tmp_path, spec):
     assert m["batch"] == (2 if spec.endswith("chain") else 1)
     assert m["inputs"][0]["shape"][0] == m["batch"]
     assert [e["trimmed_mean"] for e in m["exits"]] == doc["per_exit"]
+    # placeholder names (exit_1, ...) are not written as the model's exit names
+    assert "exit_names" not in doc and [e["name"] for e in m["exits"]] == ["exit_1", "exit_2", "exit_3", "exit_4"][
+        : len(doc["per_exit"])]
 
 
 def test_a_module_of_the_current_folder_can_be_named(runner, factories, monkeypatch):

@@ -87,13 +87,11 @@ class ProfileResult:
             **dict(self.environment),
             "warnings": list(self.warnings),
         }
-        return {
-            "format": LATENCY_FORMAT,
-            "unit": "s",
-            "per_exit": list(self.per_exit),
-            "exit_names": list(self.exit_names),
-            "measurement": measurement,
-        }
+        out = {"format": LATENCY_FORMAT, "unit": "s", "per_exit": list(self.per_exit)}
+        if m.names_known:
+            out["exit_names"] = list(self.exit_names)
+        out["measurement"] = measurement
+        return out
 
 
 # ---------------------------------------------------------------------------

@@ -62,6 +62,10 @@ class StagedModel:
         Called after each timed call before the clock is read (CUDA), or None.
     context
         A context manager entered once around all calls (e.g. ``torch.inference_mode``).
+    names_known
+        Whether ``exit_names`` are the model's own names (ONNX outputs, names given by
+        the user) rather than placeholders (``exit_1`` ...); only known names go into the
+        latency file, where they are compared with the split's.
     """
 
     exit_names: tuple[str, ...]
@@ -79,6 +83,7 @@ class StagedModel:
     overhead: Callable[[], None] | None = None
     sync: Callable[[], None] | None = None
     context: Callable[[], ContextManager] = contextlib.nullcontext
+    names_known: bool = True
 
     @property
     def n_exits(self) -> int:

@@ -311,6 +311,7 @@ def open_torch(
         overhead=lambda: overhead_input.clone(),
         sync=sync,
         context=torch.inference_mode,
+        names_known=exit_names is not None,
     )
 
 
