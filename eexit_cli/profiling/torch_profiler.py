@@ -255,10 +255,11 @@ def open_torch(
         names = [str(n) for n in exit_names]
     n_exits = len(stages)
     t = [float(x) for x in check_thresholds(thresholds, n_exits)]
-    batch = int(_tensors(example, torch)[0].shape[0]) if _tensors(example, torch)[0].dim() else 1
-    inputs = tuple({"name": f"input_{i}" if len(_tensors(example, torch)) > 1 else "input",
+    tensors = _tensors(example, torch)
+    batch = int(tensors[0].shape[0]) if tensors[0].dim() else 1
+    inputs = tuple({"name": f"input_{i}" if len(tensors) > 1 else "input",
                     "shape": list(x.shape), "dtype": str(x.dtype).replace("torch.", "")}
-                   for i, x in enumerate(_tensors(example, torch)))
+                   for i, x in enumerate(tensors))
     last = n_exits - 1
 
     def run_to(n: int) -> None:
@@ -293,7 +294,7 @@ def open_torch(
                 decide(out, t[k])
 
     sync = torch.cuda.synchronize if device == "cuda" else None
-    overhead_input = _tensors(example, torch)[0]
+    overhead_input = tensors[0]
     return StagedModel(
         exit_names=tuple(names),
         run_to=run_to,
