@@ -56,6 +56,11 @@ class HardState:
     def key(self):
         return (self.hits, -self.mean_latency)
 
+    @property
+    def row_totals(self) -> np.ndarray:
+        """Sum over the samples of each count row at their exits (see ``HardProblem``)."""
+        return self._cache["rows"]
+
 
 class HardProblem:
     """Hard-threshold early exit on one split, prepared for exact searches.
@@ -70,14 +75,41 @@ class HardProblem:
     lower, upper : float, optional
         The box of the confidence measure; the "everyone leaves" and "nobody
         leaves" thresholds are placed at or beyond it.
+    count_rows : array_like of int, shape (K, N), optional
+        Extra constraints ``sum_m count_rows[k, exit(m)] <= count_limits[k]``
+        (e.g. a tail budget: ``1[d_n > X]``, at most ``M - ceil(p M)`` samples).
+    count_limits : array_like of int, shape (K,), optional
+    min_hits : int, optional
+        Only states with at least this many correct answers are feasible.
+    objective : {"accuracy", "latency"}
+        What the polish improves: most hits (ties: lower latency), or lowest
+        mean latency (ties: more hits), e.g. with ``min_hits`` for an accuracy
+        target.
+
+    ``budget`` may be None (no mean-latency budget).
     """
 
-    def __init__(self, scores, correct, costs, budget: float, lower=None, upper=None):
+    def __init__(self, scores, correct, costs, budget: float | None, lower=None, upper=None, *,
+                 count_rows=None, count_limits=None, min_hits=None, objective: str = "accuracy"):
         self.scores = np.asarray(scores, dtype=np.float64)
         self.correct = np.asarray(correct, dtype=bool)
         self.costs = np.asarray(costs, dtype=np.float64)
-        self.budget = float(budget)
+        self.budget = math.inf if budget is None else float(budget)
         self.n_exits, self.n_samples = self.scores.shape
+        if objective not in ("accuracy", "latency"):
+            raise ValueError(f"objective must be 'accuracy' or 'latency', got {objective!r}")
+        self.objective = objective
+        self.min_hits = 0 if min_hits is None else int(min_hits)
+        if count_rows is None:
+            count_rows, count_limits = np.zeros((0, self.n_exits)), np.zeros(0)
+        self._rows = np.atleast_2d(np.asarray(count_rows)).astype(np.int64)
+        self._row_limits = np.atleast_1d(np.asarray(count_limits)).astype(np.int64)
+        if self._rows.shape[1:] != (self.n_exits,) or self._row_limits.shape != self._rows.shape[:1]:
+            raise ValueError(
+                f"count_rows must have shape (K, {self.n_exits}) and count_limits (K,), got "
+                f"{self._rows.shape} and {self._row_limits.shape}"
+            )
+        n_ch = 2 + self._rows.shape[0]  # channels: correct, cost, count rows
         ne = self.n_exits - 1
         m = self.n_samples
         self._values = []
@@ -108,12 +140,14 @@ class HardProblem:
         self._icost = np.rint(self.costs * self._scale).astype(np.int64)
         self._ibudget = self.budget * self._scale * m
         self._icorrect = self.correct.astype(np.int64)
+        # per channel and exit what leaving there adds: a (M,) row for correctness,
+        # a scalar for the cost and every count row
+        self._here = [self._icorrect] + [self._icost] + [r for r in self._rows]
         # work buffers, reused by every sweep: allocating fresh (N, M) arrays per
         # move costs more in page faults than the arithmetic itself
-        self._down_a = np.empty((self.n_exits, m), dtype=np.int64)
-        self._down_d = np.empty((self.n_exits, m), dtype=np.int64)
-        self._down_a[ne] = self._icorrect[ne]
-        self._down_d[ne] = self._icost[ne]
+        self._down_buf = np.empty((n_ch, self.n_exits, m), dtype=np.int64)
+        for c, here in enumerate(self._here):
+            self._down_buf[c, ne] = here[ne]
         self._down_owner = None
         self._down_level = ne
         self._w = np.empty((4, m), dtype=np.int64)
@@ -189,10 +223,23 @@ class HardProblem:
         self._serial += 1
         st._cache["reach"] = reach
         st._cache["serial"] = self._serial
+        st._cache["ilat"] = int(counts @ self._icost)
+        st._cache["rows"] = self._rows @ counts
         return st
 
+    def within(self, st: HardState) -> bool:
+        """Whether ``st`` meets the budget and every count row (accuracy not considered)."""
+        return st.mean_latency <= self.budget and bool(np.all(st.row_totals <= self._row_limits))
+
     def feasible(self, st: HardState) -> bool:
-        return st.mean_latency <= self.budget
+        """Whether ``st`` meets the budget, every count row and ``min_hits``."""
+        return self.within(st) and st.hits >= self.min_hits
+
+    def key(self, st: HardState):
+        """Order of states for the objective: larger is better."""
+        if self.objective == "latency":
+            return (-st._cache["ilat"], st.hits)
+        return (st.hits, -st._cache["ilat"])
 
     def exits(self, index) -> np.ndarray:
         """0-based exit of every sample."""
@@ -203,32 +250,38 @@ class HardProblem:
         return out
 
     def _down(self, st: HardState, n: int):
-        """Correctness and integer cost of the exit a sample takes if it reaches exit ``n``.
+        """Per channel (correctness, integer cost, count rows) the value of the exit a
+        sample takes if it reaches exit ``n``: shape (channels, M).
 
-        Rows ``n .. N-1`` of two shared buffers, valid for one state at a time.
+        Rows ``n .. N-1`` of a shared buffer, valid for one state at a time.
         """
         serial = st._cache["serial"]
         if self._down_owner != serial:
             self._down_owner = serial
             self._down_level = self.n_exits - 1
         leaves = self._bool[1]
+        buf = self._down_buf
         for level in range(self._down_level - 1, n - 1, -1):
             np.greater(self._ranks[level], st.index[level], out=leaves)
             # arithmetic select (next + leaves * (here - next)) is several times
             # faster than np.copyto(..., where=...)
-            for buf, here in ((self._down_a, self._icorrect[level]), (self._down_d, self._icost[level])):
-                cur, nxt = buf[level], buf[level + 1]
-                np.subtract(here, nxt, out=cur)
+            for c, here in enumerate(self._here):
+                cur, nxt = buf[c, level], buf[c, level + 1]
+                np.subtract(here[level], nxt, out=cur)
                 cur *= leaves
                 cur += nxt
         self._down_level = min(self._down_level, n)
-        return self._down_a[n], self._down_d[n]
+        return buf[:, n]
+
+    def _now(self, st: HardState) -> list:
+        """Exact totals of every channel for ``st``: hits, integer latency, row totals."""
+        return [st.hits, st._cache["ilat"], *st.row_totals.tolist()]
 
     def _accept(self, st: HardState, new_index) -> HardState:
         if np.array_equal(new_index, st.index):
             return st
         new = self.state(new_index)
-        if self.feasible(new) and new.key() > st.key():
+        if self.feasible(new) and self.key(new) > self.key(st):
             return new
         return st
 
@@ -244,7 +297,7 @@ class HardProblem:
         """
         t = np.asarray(thresholds, dtype=np.float64)
         st = self.state(self.index_of(t))
-        if self.feasible(st):
+        if self.within(st):
             return st, 0.0
         bottom = min(float(v[0]) for v in self._values)
         hi = max(float(np.max(t)) - bottom, 0.0)
@@ -252,7 +305,7 @@ class HardProblem:
         while not (np.max(t - hi) < bottom):
             hi *= 2.0
         st_hi = self.state(self.index_of(t - hi))
-        if not self.feasible(st_hi):
+        if not self.within(st_hi):
             return self._cheapest_state(), float("nan")
         lo, idx_lo = 0.0, st.index
         for _ in range(2000):
@@ -268,7 +321,7 @@ class HardProblem:
                 lo = mid
             else:
                 s_mid = self.state(idx)
-                if self.feasible(s_mid):
+                if self.within(s_mid):
                     hi, st_hi = mid, s_mid
                 else:
                     lo, idx_lo = mid, idx
@@ -293,20 +346,18 @@ class HardProblem:
     def sweep_one(self, st: HardState, n: int) -> HardState:
         """Best state changing only threshold ``n``, over every candidate (exact)."""
         reach = st._cache["reach"][n]
-        a_down, d_down = self._down(st, n + 1)
-        w_a, w_d = self._w[0], self._w[1]
-        np.subtract(self._icorrect[n], a_down, out=w_a)
-        w_a *= reach
-        np.subtract(self._icost[n], d_down, out=w_d)
-        w_d *= reach
-        # gain when the samples ranked above k leave at n instead of continuing
-        gain_a = self._suffix_gains(n, w_a)
-        gain_d = self._suffix_gains(n, w_d)
+        down = self._down(st, n + 1)
+        w = self._w[0]
         k_now = int(st.index[n])
-        hits = gain_a + (st.hits - gain_a[k_now])
-        lat_now = st.mean_latency * self._scale * self.n_samples
-        lat = gain_d + (lat_now - gain_d[k_now])
-        return self._choose(st, hits, lat, lambda f: self._with(st.index, {n: f}))
+        tables = []
+        for c, (here, now) in enumerate(zip(self._here, self._now(st))):
+            np.subtract(here[n], down[c], out=w)
+            w *= reach
+            # gain when the samples ranked above k leave at n instead of continuing
+            gain = self._suffix_gains(n, w)
+            gain += now - gain[k_now]
+            tables.append(gain)
+        return self._choose(st, tables, lambda f: self._with(st.index, {n: f}))
 
     def _with(self, index, changes):
         out = index.copy()
@@ -323,22 +374,36 @@ class HardProblem:
             self._scratch_bufs[name] = buf
         return buf[:size].reshape(shape)
 
-    def _choose(self, st, hits, lat, make_index, order=None):
-        """Pick the best feasible cell of ``hits``/``lat``; verify it exactly.
+    def _choose(self, st, tables, make_index, order=None):
+        """Pick the best feasible cell of the channel ``tables``; verify it exactly.
 
-        Best = most hits, then lowest latency, then the first cell in ``order``
-        (a function of the flat indices of the tied cells returning their rank;
+        ``tables`` are the hits, the integer latency and the count-row totals of
+        every cell.  Best = the objective's order (most hits then lowest latency,
+        or lowest latency then most hits), then the first cell in ``order`` (a
+        function of the flat indices of the tied cells returning their rank;
         default: the flat index itself).  ``make_index`` maps a flat index to
         candidate indices.
         """
+        hits, lat = tables[0], tables[1]
         ok = self._scratch("ok", hits.shape, bool)
         np.less_equal(lat, self._ibudget * (1.0 + 1e-13), out=ok)
-        # hits >= 0, so (hits + 1) * ok is 0 exactly on the cells over the budget
+        if len(tables) > 2 or self.min_hits > 0:
+            tmp = self._scratch("ok_tmp", hits.shape, bool)
+            for table, limit in zip(tables[2:], self._row_limits):
+                np.less_equal(table, limit, out=tmp)
+                ok &= tmp
+            if self.min_hits > 0:
+                np.greater_equal(hits, self.min_hits, out=tmp)
+                ok &= tmp
+        ok = ok.ravel()
+        hits = hits.ravel()
+        lat = lat.ravel()
+        if self.objective == "latency":
+            return self._choose_fastest(st, ok, hits, lat, make_index, order)
+        # hits >= 0, so (hits + 1) * ok is 0 exactly on the infeasible cells
         h = self._scratch("masked", hits.shape)
         np.add(hits, 1, out=h)
         h *= ok
-        h = h.ravel()
-        lat = lat.ravel()
         for _ in range(4):
             best_h = int(h.max()) - 1
             if best_h < 0 or best_h < st.hits:
@@ -352,6 +417,28 @@ class HardProblem:
             if new is not st or np.array_equal(new_index, st.index):
                 return new
             h[f] = 0  # fixed-point rounding put it over the budget
+        return st
+
+    def _choose_fastest(self, st, ok, hits, lat, make_index, order):
+        """:meth:`_choose` for the latency objective: lowest latency, then most hits."""
+        big = np.float64(np.inf)
+        lm = np.where(ok, lat.astype(np.float64), big)
+        now = float(st._cache["ilat"])
+        for _ in range(4):
+            best = float(lm.min())
+            if not best <= now:
+                return st
+            cand = np.flatnonzero(lm == best)
+            hc = hits[cand]
+            cand = cand[hc == hc.max()]
+            if best == now and int(hits[cand[0]]) <= st.hits:
+                return st
+            f = int(cand[0] if order is None or cand.size == 1 else cand[np.argmin(order(cand))])
+            new_index = make_index(f)
+            new = self._accept(st, new_index)
+            if new is not st or np.array_equal(new_index, st.index):
+                return new
+            lm[f] = big
         return st
 
     @staticmethod
@@ -443,22 +530,8 @@ class HardProblem:
         gj, lut_j = self._grid(j, int(idx[j]), through, local, coarse, exhaustive,
                         key=(key_i, i, tuple(idx[i + 1:j].tolist())))
         ki, kj = gi.size, gj.size
-        a_z, d_z = self._down(st, j + 1)  # outcome when passing j too
-        a_mid, d_mid = self._down(st, i + 1)  # outcome when passing i, t_j as now
-        w1a, w1d, w2a, w2d = self._w
-        # 1-D part: samples reaching i that pass it, relative to leaving at i; the
-        # value of passing is taken with "nobody leaves at j" (a_z for `through`)
-        for w, mid, z, here in ((w1a, a_mid, a_z, self._icorrect[i]), (w1d, d_mid, d_z, self._icost[i])):
-            np.subtract(z, mid, out=w)
-            w *= through
-            w += mid
-            w -= here
-            w *= reach_i
-        # 2-D part: samples in `through` that leave at j
-        np.subtract(self._icorrect[j], a_z, out=w2a)
-        w2a *= through
-        np.subtract(self._icost[j], d_z, out=w2d)
-        w2d *= through
+        down_z = self._down(st, j + 1)  # outcome when passing j too
+        down_mid = self._down(st, i + 1)  # outcome when passing i, t_j as now
         # rho = how many grid candidates lie below a sample's rank: the sample
         # leaves at grid candidate g iff rho > g
         rho_i, rho_j, flat = self._rho
@@ -467,24 +540,34 @@ class HardProblem:
         np.multiply(rho_i, kj + 1, out=flat)
         flat += kj
         flat -= rho_j
-        h1a = np.bincount(rho_i, weights=w1a, minlength=ki + 1).astype(np.int64)
-        h1d = np.bincount(rho_i, weights=w1d, minlength=ki + 1).astype(np.int64)
-        c1a = np.cumsum(h1a)[:ki]
-        c1d = np.cumsum(h1d)[:ki]
         # base: samples not reaching i as now, samples reaching i all leaving at i
         bases = st._cache.setdefault("pair_base", {})  # shared by the pairs (i, *)
         if i not in bases:
-            a_0, d_0 = self._down(st, 0)  # outcome now
+            down_0 = self._down(st, 0)  # outcome now
             n_reach = int(np.count_nonzero(reach_i))
-            bases[i] = (
-                int(np.sum(a_0)) - int(np.dot(a_0, reach_i)) + int(np.dot(self._icorrect[i], reach_i)),
-                int(np.sum(d_0)) - int(np.dot(d_0, reach_i)) + int(self._icost[i]) * n_reach,
-            )
-        base_a, base_d = bases[i]
-        c1a += base_a
-        c1d += base_d
-        hits = self._pair_table("pair_hits", flat, w2a, ki, kj, c1a)
-        lat = self._pair_table("pair_lat", flat, w2d, ki, kj, c1d)
+            bases[i] = [
+                int(np.sum(d0)) - int(np.dot(d0, reach_i))
+                + (int(np.dot(here[i], reach_i)) if np.ndim(here[i]) else int(here[i]) * n_reach)
+                for d0, here in zip(down_0, self._here)
+            ]
+        w1, w2 = self._w[0], self._w[1]
+        tables = []
+        for c, here in enumerate(self._here):
+            mid, z = down_mid[c], down_z[c]
+            # 1-D part: samples reaching i that pass it, relative to leaving at i;
+            # the value of passing is taken with "nobody leaves at j" (z for `through`)
+            np.subtract(z, mid, out=w1)
+            w1 *= through
+            w1 += mid
+            w1 -= here[i]
+            w1 *= reach_i
+            h1 = np.bincount(rho_i, weights=w1, minlength=ki + 1).astype(np.int64)
+            c1 = np.cumsum(h1)[:ki]
+            c1 += bases[i][c]
+            # 2-D part: samples in `through` that leave at j
+            np.subtract(here[j], z, out=w2)
+            w2 *= through
+            tables.append(self._pair_table(f"pair_{c}", flat, w2, ki, kj, c1))
 
         def cell(f):  # flat index of (kj - 1 - b, a) -> (a, b)
             r, a = divmod(f, ki)
@@ -498,7 +581,7 @@ class HardProblem:
             r, a = np.divmod(fs, ki)
             return a * kj + (kj - 1 - r)
 
-        return self._choose(st, hits, lat, make_index, order=order)
+        return self._choose(st, tables, make_index, order=order)
 
     # ------------------------------------------------------------------ polish
     def polish(self, st: HardState, *, levels=((8, 24), (32, 96)), exhaustive: int = 256,
@@ -519,7 +602,8 @@ class HardProblem:
         Returns the final state and the number of rounds run.
         """
         if not self.feasible(st):
-            raise ValueError("polish needs a state within the budget; repair it first")
+            raise ValueError("polish needs a feasible state (budget, count rows, min_hits); "
+                             "repair it first")
         ne = self.n_exits - 1
         if pairs is None:
             pairs = [(i, j) for i in range(ne) for j in range(i + 1, ne)]
@@ -539,12 +623,12 @@ class HardProblem:
         checked_one: dict = {}
         while rounds < max_rounds:
             rounds += 1
-            start = st.key()
+            start = self.key(st)
             for _ in range(max_rounds):
                 if skip_ones:
                     skip_ones = False
                     break
-                before = st.key()
+                before = self.key(st)
                 for n in range(ne):
                     serial = st._cache["serial"]
                     if checked_one.get(n) == serial:
@@ -553,7 +637,7 @@ class HardProblem:
                     if new is st:
                         checked_one[n] = serial
                     st = new
-                if st.key() <= before:
+                if self.key(st) <= before:
                     break
             local, coarse = levels[level]
             for pair in pairs:
@@ -564,7 +648,7 @@ class HardProblem:
                 if new is st:
                     checked[pair] = tag
                 st = new
-            if st.key() > start:
+            if self.key(st) > start:
                 level = 0
             elif level + 1 < len(levels):
                 level += 1
