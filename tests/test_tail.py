@@ -144,10 +144,10 @@ def _plain_ok(scores, correct, costs, idx_thresholds, budget, tb, min_hits=0):
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("objective", ["accuracy", "latency"])
 def test_sweeps_with_count_rows_match_brute_force(seed, objective):
-    scores, correct, costs = _problem(4, 150, 40 + seed, ties=seed % 2 == 1)
+    scores, correct, costs = _problem(4, 60, 40 + seed, ties=seed % 2 == 1)
     tb = TailBudget(0.8, costs[1])
     budget = None if objective == "latency" else costs[0] + 0.6 * (costs[-1] - costs[0])
-    min_hits = 0 if objective == "accuracy" else int(0.6 * 150)
+    min_hits = 0 if objective == "accuracy" else int(0.6 * 60)
     hp = _hard(scores, correct, costs, budget, tb, min_hits=min_hits, objective=objective)
     # a feasible start: most accurate thresholds that meet the rows, by repair
     st = hp.repair(np.full(3, 0.9))[0]

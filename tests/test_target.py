@@ -65,11 +65,11 @@ def test_fastest_is_exhaustive_optimum(seed, with_tail):
 
 
 @pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("n_exits", [4, 9])
+@pytest.mark.parametrize("n_exits", [4, 7])
 def test_target_holds_exactly_for_every_method(method, n_exits):
     scores, correct, costs = _problem(n_exits, 300, 7 * n_exits)
     top = tune(scores, correct, costs, costs[-1], method=method)
-    for drop in (0.0, 0.01, 0.05):
+    for drop in (0.0, 0.03):
         target = top.accuracy - drop
         res = tune_fastest(scores, correct, costs, target, method=method)
         rep = replay(scores, correct, res.thresholds, costs)
