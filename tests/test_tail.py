@@ -10,7 +10,13 @@ from numpy.testing import assert_allclose
 from eexit_cli.core.exact import HardProblem
 from eexit_cli.core.replay import replay
 from eexit_cli.core.smooth import SmoothProblem, exit_probabilities
-from eexit_cli.core.tail import TailBudget, latency_quantile, latency_quantiles, parse_tail
+from eexit_cli.core.tail import (
+    TailBudget,
+    constraint_rows,
+    latency_quantile,
+    latency_quantiles,
+    parse_tail,
+)
 from eexit_cli.core.tuner import METHODS, tune
 from eexit_cli.errors import InfeasibleBudgetError
 
@@ -128,9 +134,8 @@ def test_phi_gradient_with_two_active_penalties(budget):
 
 # ------------------------------------------------------- exact machinery, rows
 def _hard(scores, correct, costs, budget, tb, **kw):
-    m = scores.shape[1]
-    return HardProblem(scores, correct, costs, budget, count_rows=[tb.row(costs)],
-                       count_limits=[tb.allowed(m)], **kw)
+    rows, bounds = constraint_rows(costs, budget, [tb], scores.shape[1])
+    return HardProblem(scores, correct, rows, bounds, **kw)
 
 
 def _plain_ok(scores, correct, costs, idx_thresholds, budget, tb, min_hits=0):
@@ -142,12 +147,12 @@ def _plain_ok(scores, correct, costs, idx_thresholds, budget, tb, min_hits=0):
 
 
 @pytest.mark.parametrize("seed", range(4))
-@pytest.mark.parametrize("objective", ["accuracy", "latency"])
+@pytest.mark.parametrize("objective", ["accuracy", "cost"])
 def test_sweeps_with_count_rows_match_brute_force(seed, objective):
     scores, correct, costs = _problem(4, 60, 40 + seed, ties=seed % 2 == 1)
     tb = TailBudget(0.8, costs[1])
-    budget = None if objective == "latency" else costs[0] + 0.6 * (costs[-1] - costs[0])
-    min_hits = 0 if objective == "accuracy" else int(0.6 * 60)
+    budget = None if objective == "cost" else costs[0] + 0.6 * (costs[-1] - costs[0])
+    min_hits = None if objective == "accuracy" else int(0.6 * 60)
     hp = _hard(scores, correct, costs, budget, tb, min_hits=min_hits, objective=objective)
     # a feasible start: most accurate thresholds that meet the rows, by repair
     st = hp.repair(np.full(3, 0.9))[0]
@@ -157,7 +162,7 @@ def test_sweeps_with_count_rows_match_brute_force(seed, objective):
         pytest.skip("no feasible start for this draw")
 
     def better(a, b):
-        return hp.key(a) > hp.key(b)
+        return a.key() > b.key()
 
     for n in range(3):
         best = st
@@ -165,11 +170,11 @@ def test_sweeps_with_count_rows_match_brute_force(seed, objective):
             idx = st.index.copy()
             idx[n] = kk
             cand = hp.state(idx)
-            ok = _plain_ok(scores, correct, costs, hp.thresholds_of(idx), budget, tb, min_hits)[0]
+            ok = _plain_ok(scores, correct, costs, hp.thresholds_of(idx), budget, tb, min_hits or 0)[0]
             assert ok == hp.feasible(cand)
             if ok and better(cand, best):
                 best = cand
-        assert hp.key(hp.sweep_one(st, n)) == hp.key(best)
+        assert hp.sweep_one(st, n).key() == best.key()
     for i, j in [(0, 1), (0, 2), (1, 2)]:
         best = st
         for a, b in itertools.product(range(hp.n_candidates(i)), range(hp.n_candidates(j))):
@@ -180,7 +185,7 @@ def test_sweeps_with_count_rows_match_brute_force(seed, objective):
                 best = cand
         out = hp.sweep_pair(st, i, j)
         assert hp.feasible(out)
-        assert hp.key(out) == hp.key(best)
+        assert out.key() == best.key()
 
 
 def _exhaustive(scores, correct, costs, budget, tb):

@@ -6,7 +6,7 @@ from numpy.testing import assert_allclose
 
 from eexit_cli.core.exact import HardProblem
 from eexit_cli.core.replay import replay
-from eexit_cli.core.tail import TailBudget
+from eexit_cli.core.tail import TailBudget, constraint_rows
 from eexit_cli.core.target import hits_needed, tune_fastest
 from eexit_cli.core.tuner import METHODS, tune
 from eexit_cli.errors import InfeasibleBudgetError
@@ -32,14 +32,13 @@ def test_hits_needed_rounding():
 
 
 def _exhaustive_fastest(scores, correct, costs, need, tb=None):
-    rows = None if tb is None else [tb.row(costs)]
-    limits = None if tb is None else [tb.allowed(scores.shape[1])]
-    hp = HardProblem(scores, correct, costs, None, count_rows=rows, count_limits=limits)
+    rows, bounds = constraint_rows(costs, None, [] if tb is None else [tb], scores.shape[1])
+    hp = HardProblem(scores, correct, rows, bounds)
     best = None
     for a in range(hp.n_candidates(0)):
         for b in range(hp.n_candidates(1)):
             s = hp.state([a, b])
-            if s.hits >= need and hp.within(s) and (best is None or s.mean_latency < best.mean_latency):
+            if s.hits >= need and hp.feasible(s) and (best is None or s.mean_latency < best.mean_latency):
                 best = s
     return best
 

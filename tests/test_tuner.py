@@ -97,11 +97,8 @@ def test_pair_sweep_is_best_cell_of_its_grid(seed, pair):
     hp = HardProblem(scores, correct, costs, budget)
     st = hp.repair(np.full(4, 0.7))[0]
     i, j = pair
-    through = st._cache["reach"][i].copy()
-    for n in range(i + 1, j):
-        through &= hp._ranks[n] <= st.index[n]
-    gi = hp._grid(i, int(st.index[i]), st._cache["reach"][i], 3, 6, 0)[0]
-    gj = hp._grid(j, int(st.index[j]), through, 3, 6, 0)[0]
+    gi, gj = hp.pair_grids(st, i, j, local=3, coarse=6, exhaustive=0)
+    assert gi.size < hp.n_candidates(i) and gj.size < hp.n_candidates(j)
     best = st
     for a in gi:
         for b in gj:

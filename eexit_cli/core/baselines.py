@@ -141,8 +141,7 @@ def heuristic(scores, correct, costs, budget: float, *, hard: HardProblem | None
         ``info`` holds ``q`` and the target exit ``fractions``.
     """
     hard = _hard(scores, correct, costs, budget, hard)
-    s = hard.scores
-    n_exits, m = s.shape
+    n_exits, m = hard.n_exits, hard.n_samples
     # without a mean-latency budget (tail budgets only) the rule starts from "spend
     # everything" and the repair brings it within the tail budgets
     fractions, q = geometric_exit_fractions(hard.costs, min(hard.budget, float(np.max(hard.costs))))
@@ -150,7 +149,6 @@ def heuristic(scores, correct, costs, budget: float, *, hard: HardProblem | None
     undecided = np.arange(m)
     for n in range(n_exits - 1):
         values = hard._values[n]
-        cands = hard._cands[n]
         take = min(int(np.ceil(fractions[n] * m - 1e-9)), undecided.size)
         if take <= 0:
             k = values.size  # nobody leaves
@@ -160,7 +158,7 @@ def heuristic(scores, correct, costs, budget: float, *, hard: HardProblem | None
             # `take` samples leave (ties at the boundary leave together)
             kth = int(np.partition(ranks, ranks.size - take)[ranks.size - take])
             k = kth - 1
-        thresholds[n] = cands[k]
+        thresholds[n] = hard.candidate(n, k)
         leaves = hard._ranks[n, undecided] > k
         undecided = undecided[~leaves]
     return _finish(hard, thresholds, {"q": q, "fractions": [float(x) for x in fractions]})
@@ -176,7 +174,7 @@ def single(scores, correct, costs, budget: float, *, hard: HardProblem | None = 
     """
     hard = _hard(scores, correct, costs, budget, hard)
     ne = hard.n_exits - 1
-    u = np.unique(hard.scores[:ne])
+    u = np.unique(np.concatenate(hard._values))
     cands = HardProblem.candidates(u)
 
     def state(i):

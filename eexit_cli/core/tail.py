@@ -24,7 +24,8 @@ import numpy as np
 
 from .latency import parse_budget
 
-__all__ = ["TailBudget", "parse_tail", "latency_quantile", "latency_quantiles", "QUANTILES"]
+__all__ = ["TailBudget", "parse_tail", "latency_quantile", "latency_quantiles", "constraint_rows",
+           "QUANTILES"]
 
 #: Quantiles of latency that reports show.
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
@@ -136,3 +137,19 @@ def parse_tail(text: str, costs) -> TailBudget:
     except ValueError as exc:
         raise ValueError(f"tail latency {tail.strip()!r}: {exc}") from None
     return TailBudget(level=level, latency=limit)
+
+
+def constraint_rows(costs, budget, tails, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and bounds of the exact machinery (:class:`~eexit_cli.core.exact.HardProblem`).
+
+    Row 0 is mean latency (bound ``budget``, ``inf`` when None), then one row
+    ``1[d_n > X]`` per tail budget.  Its bound on the share of samples is put
+    half a sample above the allowed count, ``(allowed + 1/2) / M``: shares are
+    multiples of ``1/M``, so this admits exactly the allowed counts whatever the
+    rounding of ``1 - p`` in floating point.
+    """
+    costs = np.asarray(costs, dtype=np.float64)
+    rows = [costs] + [tb.row(costs).astype(np.float64) for tb in tails]
+    bounds = [math.inf if budget is None else float(budget)]
+    bounds += [(tb.allowed(n_samples) + 0.5) / n_samples for tb in tails]
+    return np.array(rows), np.array(bounds)

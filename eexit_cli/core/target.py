@@ -26,6 +26,7 @@ import numpy as np
 from ..errors import InfeasibleBudgetError
 from .exact import HardProblem
 from .replay import check_problem
+from .tail import constraint_rows
 from .tuner import _POLISH_LEVELS, TuneResult, _result, _tails, tune
 
 __all__ = ["tune_fastest", "hits_needed"]
@@ -164,10 +165,9 @@ def tune_fastest(scores, correct, costs, min_accuracy: float, *, tail=None, meth
     lo_box, hi_box = params["score_range"]
     if polish and method == "ippp":
         t0 = time.perf_counter()
-        rows = np.array([tb.row(costs) for tb in tails]).reshape(len(tails), n_exits)
-        hard = HardProblem(scores, correct, costs, None, lo_box, hi_box, count_rows=rows,
-                           count_limits=[tb.allowed(m) for tb in tails], min_hits=need,
-                           objective="latency")
+        rows, bounds = constraint_rows(costs, None, tails, m)
+        hard = HardProblem(scores, correct, rows, bounds, lo_box, hi_box, min_hits=need,
+                           objective="cost")
         # the cheapest few results that reach the target are the starts
         starts = sorted(feasible, key=lambda r: (r.mean_latency, -r.accuracy))[:3]
         out_best, rounds_total = None, 0
@@ -180,7 +180,7 @@ def tune_fastest(scores, correct, costs, min_accuracy: float, *, tail=None, meth
             seen.add(sig)
             out, rounds = hard.polish(st, levels=_POLISH_LEVELS)
             rounds_total += rounds
-            if out_best is None or hard.key(out) > hard.key(out_best):
+            if out_best is None or out.key() > out_best.key():
                 out_best = out
         before = best.mean_latency
         if out_best is not None and out_best.mean_latency < before:

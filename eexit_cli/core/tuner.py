@@ -45,7 +45,7 @@ from .ippp import ippp as _ippp
 from .ippp import warm_start as _warm_start
 from .replay import check_problem, replay
 from .smooth import SmoothProblem
-from .tail import TailBudget
+from .tail import TailBudget, constraint_rows
 
 __all__ = ["TuneResult", "tune", "METHODS", "DEFAULT_K", "DEFAULT_BETA", "DEFAULT_TOL"]
 
@@ -388,8 +388,8 @@ def tune(scores, correct, costs, budget=None, *, tail=None, method: str = "ippp"
 
     rows = [tb.row(costs) for tb in tails]
     allowed = [tb.allowed(n_samples) for tb in tails]
-    hard = HardProblem(scores, correct, costs, budget, lo, hi,
-                       count_rows=np.array(rows).reshape(len(tails), n_exits), count_limits=allowed)
+    hard_rows, hard_bounds = constraint_rows(costs, budget, tails, n_samples)
+    hard = HardProblem(scores, correct, hard_rows, hard_bounds, lo, hi)
     stages: dict = {}
 
     if method != "ippp":
@@ -447,7 +447,7 @@ def tune(scores, correct, costs, budget=None, *, tail=None, method: str = "ippp"
                             seconds=t_solved - t_start)
 
     repaired, shift = hard.repair(t_ippp)
-    was_repaired = not hard.within(hard.state(hard.index_of(t_ippp)))
+    was_repaired = not hard.feasible(hard.state(hard.index_of(t_ippp)))
     if was_repaired:
         stages["repaired"] = _stage(hard, hard.thresholds_of(repaired.index), None, shift=shift)
         rep_t = hard.thresholds_of(repaired.index)
@@ -472,12 +472,12 @@ def tune(scores, correct, costs, budget=None, *, tail=None, method: str = "ippp"
             # every start gets the cheap search; only the best goes on to the finer grids
             out, rounds = hard.polish(st, levels=_POLISH_LEVELS[:1])
             rounds_total += rounds
-            if best is None or hard.key(out) > hard.key(best):
+            if best is None or out.key() > best.key():
                 best_name, best = name, out
         if best is not None and len(_POLISH_LEVELS) > 1:
             best, rounds = hard.polish(best, levels=_POLISH_LEVELS)
             rounds_total += rounds
-        if best is not None and hard.key(best) > hard.key(repaired):
+        if best is not None and best.key() > repaired.key():
             final_t = hard.thresholds_of(best.index)
         elif best is not None:
             best_name = "ippp"
@@ -513,7 +513,7 @@ def _stage(hard: HardProblem, thresholds, smooth, **extra) -> dict:
         "thresholds": np.asarray(thresholds, dtype=np.float64),
         "accuracy": st.hits / hard.n_samples,
         "mean_latency": st.mean_latency,
-        "within_budget": hard.within(st),
+        "within_budget": hard.feasible(st),
     }
     if smooth is not None:
         out["smooth_accuracy"] = smooth[0]
