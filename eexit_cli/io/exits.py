@@ -34,6 +34,7 @@ class ExitOutputs:
     variant: str  # "logits", "probs" or "scores"
     path: str = ""
     exit_names: list[str] = field(default_factory=list)
+    names_given: bool = False  # exit_names come from the file (not the default exit_1..exit_N)
     n_classes: int | None = None
     labels: np.ndarray | None = None
 
@@ -55,6 +56,7 @@ class ExitOutputs:
             variant=self.variant,
             path=self.path,
             exit_names=self.exit_names,
+            names_given=self.names_given,
             n_classes=self.n_classes,
             labels=None if self.labels is None else self.labels[index],
         )
@@ -176,6 +178,7 @@ def _read(f, path, confidence, chunk_bytes) -> ExitOutputs:
         variant=variant,
         path=path,
         exit_names=exit_names or [f"exit_{i + 1}" for i in range(n)],
+        names_given=bool(exit_names),
         **out,
     )
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from eexit_cli.core.latency import check_costs
+from eexit_cli.core.units import convert_all
 from eexit_cli.errors import InputError
 
 LATENCY_FORMAT = "eexit.latency/v1"
@@ -33,6 +34,19 @@ class LatencyProfile:
     def n_exits(self) -> int:
         return int(self.per_exit.size)
 
+    @property
+    def exit_names(self) -> list[str] | None:
+        """The exits' names when the profile records them (checked on read), else None."""
+        names = self.extra.get("exit_names")
+        return list(names) if names is not None else None
+
+    def in_unit(self, unit: str) -> "LatencyProfile":
+        """The same profile expressed in ``unit`` (``ValueError`` when it cannot be converted)."""
+        if unit == self.unit:
+            return self
+        per_exit = np.array(convert_all(self.per_exit, self.unit, unit))
+        return LatencyProfile(per_exit=check_costs(per_exit), unit=unit, extra=self.extra)
+
     def to_dict(self) -> dict:
         return {
             "format": LATENCY_FORMAT,
@@ -49,6 +63,7 @@ class ThresholdSet:
     budget: float | None
     latency: LatencyProfile
     raw: dict  # the whole object, for reporting what tune recorded
+    exit_names: list[str] | None = None  # as recorded in the file, else None
 
     @property
     def n_exits(self) -> int:
@@ -94,6 +109,19 @@ def _float(value, path: str, key: str) -> float:
     return value
 
 
+def _exit_names(data: dict, n_exits: int, path: str) -> list[str] | None:
+    names = data.get("exit_names")
+    if names is None:
+        return None
+    if not isinstance(names, list) or not all(isinstance(x, str) for x in names):
+        raise InputError(f"{path}: exit_names must be a list of strings, got {names!r}")
+    if len(names) != n_exits:
+        raise InputError(
+            f"{path}: exit_names has {len(names)} names but there are {n_exits} exits (N disagrees)"
+        )
+    return names
+
+
 def latency_from_dict(data: dict, path: str = "<latency>") -> LatencyProfile:
     what = "latency profile"
     _check_format(data, LATENCY_FORMAT, path, what)
@@ -108,6 +136,7 @@ def latency_from_dict(data: dict, path: str = "<latency>") -> LatencyProfile:
         costs = check_costs(values)
     except ValueError as exc:
         raise InputError(f"{path}: {exc}") from None
+    _exit_names(data, len(values), path)
     extra = {k: v for k, v in data.items() if k not in ("format", "unit", "per_exit")}
     return LatencyProfile(per_exit=costs, unit=unit, extra=extra)
 
@@ -148,7 +177,9 @@ def thresholds_from_dict(data: dict, path: str = "<thresholds>") -> ThresholdSet
             f"{path}: {thresholds.size} thresholds need a latency profile of {thresholds.size + 1} exits, "
             f"got {latency.n_exits} (N disagrees)"
         )
-    return ThresholdSet(thresholds=thresholds, confidence=confidence, budget=budget, latency=latency, raw=data)
+    names = _exit_names(data, thresholds.size + 1, path)
+    return ThresholdSet(thresholds=thresholds, confidence=confidence, budget=budget, latency=latency,
+                        raw=data, exit_names=names)
 
 
 def read_thresholds_or_frontier(path: str | os.PathLike) -> tuple[str, list[ThresholdSet], dict]:
