@@ -56,8 +56,9 @@ class TailBudget:
     latency: float
 
     def __post_init__(self):
-        if not (isinstance(self.level, (int, float)) and 0.0 < float(self.level) < 1.0):
-            raise ValueError(f"tail level must lie strictly between 0 and 1, got {self.level!r}")
+        # level 1 (no sample may be slower) is allowed: --guarantee tightens towards it
+        if not (isinstance(self.level, (int, float)) and 0.0 < float(self.level) <= 1.0):
+            raise ValueError(f"tail level must lie in (0, 1], got {self.level!r}")
         if not (math.isfinite(float(self.latency)) and float(self.latency) > 0):
             raise ValueError(f"tail latency must be positive and finite, got {self.latency!r}")
 
