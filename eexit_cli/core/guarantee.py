@@ -248,12 +248,16 @@ def certify(
     budgets=None,
     tail=None,
     min_accuracy: float | None = None,
+    max_drop: float | None = None,
 ) -> GuaranteeResult:
     """Tune thresholds whose expected mean latency on new data is <= budget w.p. >= level.
 
     With ``tail`` and/or ``min_accuracy`` the same procedure certifies every
     requirement at once (see :func:`_certify_requirements`): the share of new
     samples slower than each tail latency, and the expected accuracy.
+    ``max_drop`` sets the accuracy target to the last exit's accuracy on the
+    tuning part minus ``max_drop`` (so the target, too, depends on the tuning
+    part only).
 
     Parameters
     ----------
@@ -310,15 +314,15 @@ def certify(
     on the way would be another chance of error.
     """
     scores, correct, costs = check_problem(scores, correct, costs)
-    if budget is None and tail is None and min_accuracy is None:
+    if budget is None and tail is None and min_accuracy is None and max_drop is None:
         raise ValueError("budget must be positive and finite, got None")
     level, calibration_fraction, budget, n_candidates = _check_args(
         level, calibration_fraction, budget, n_candidates
     )
-    if tail is not None or min_accuracy is not None:
+    if tail is not None or min_accuracy is not None or max_drop is not None:
         if budgets is not None:
             raise ValueError("budgets (an explicit schedule) applies to a mean-latency budget alone")
-        return _certify_requirements(scores, correct, costs, budget, tail, min_accuracy,
+        return _certify_requirements(scores, correct, costs, budget, tail, min_accuracy, max_drop,
                                      level=level, tune_fn=tune_fn,
                                      calibration_fraction=calibration_fraction, seed=seed,
                                      bound=bound, n_candidates=n_candidates)
@@ -458,7 +462,7 @@ def _split(n_samples, calibration_fraction, seed):
     return np.sort(perm[n_cal:]), np.sort(perm[:n_cal])
 
 
-def _certify_requirements(scores, correct, costs, budget, tail, min_accuracy, *, level, tune_fn,
+def _certify_requirements(scores, correct, costs, budget, tail, min_accuracy, max_drop, *, level, tune_fn,
                           calibration_fraction, seed, bound, n_candidates) -> GuaranteeResult:
     """Certify a mean-latency budget, tail budgets and an accuracy target together.
 
@@ -490,6 +494,8 @@ def _certify_requirements(scores, correct, costs, budget, tail, min_accuracy, *,
     s_tune, c_tune = scores[:, tune_idx], correct[:, tune_idx]
     s_cal, c_cal = scores[:, cal_idx], correct[:, cal_idx]
     d_lo, d_hi = float(costs.min()), float(costs.max())
+    if max_drop is not None:
+        min_accuracy = max(0.0, float(np.mean(c_tune[-1])) - float(max_drop))
     if budget is not None and budget < d_lo:
         raise InfeasibleBudgetError(
             f"budget {budget:.6g} is below the smallest per-exit cost {d_lo:.6g}; no thresholds "

@@ -108,8 +108,9 @@ def latency_quantiles(latencies, levels=QUANTILES) -> dict[str, float]:
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 
 
-def parse_tail(text: str, costs) -> TailBudget:
-    """Parse ``P:X``: ``P`` as ``95%``, ``0.95`` or ``p95``; ``X`` as a budget (number or % of d_N).
+def parse_tail(text: str, costs, unit: str | None = None) -> TailBudget:
+    """Parse ``P:X``: ``P`` as ``95%``, ``0.95`` or ``p95``; ``X`` as a budget (a number in the
+    costs' unit, a percentage of d_N or a time converted into ``unit``).
 
     Raises ``ValueError`` saying what would be right.
     """
@@ -134,7 +135,7 @@ def parse_tail(text: str, costs) -> TailBudget:
             f"tail level {head.strip()!r} must lie strictly between 0% and 100%; {example}"
         )
     try:
-        limit = parse_budget(tail.strip(), costs)
+        limit = parse_budget(tail.strip(), costs, unit, "tail latency")
     except ValueError as exc:
         raise ValueError(f"tail latency {tail.strip()!r}: {exc}") from None
     return TailBudget(level=level, latency=limit)
