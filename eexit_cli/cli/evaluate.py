@@ -20,6 +20,7 @@ from eexit_cli.cli.common import (
 )
 from eexit_cli.core.latency import parse_budget, parse_fraction
 from eexit_cli.core.report import evaluation_entry, evaluation_report
+from eexit_cli.core.tail import TailBudget, parse_tail
 from eexit_cli.errors import InputError
 from eexit_cli.io.exits import read_exits
 from eexit_cli.io.agreement import check_exit_names, unit_factor
@@ -97,6 +98,14 @@ def _table(reports: list[dict], unit: str, console) -> None:
         lines.append(
             f"violation     {100 * r['violation']:+.2f}%   (tolerance {100 * r['tolerance']:.2f}%)"
         )
+    q = r.get("latency_quantiles") or {}
+    if q:
+        lines.append("quantiles     " + "  ".join(f"{k} {_fmt(v, 6)}" for k, v in q.items()) + f" {unit}")
+    for t in r.get("tail") or []:
+        lines.append(
+            f"tail budget   p{100 * t['level']:g} {_fmt(t['quantile'], 6)} {unit} <= {_fmt(t['latency'], 6)}: "
+            f"{'ok' if t['within'] else 'OVER'} ({t['over']} samples above, at most {t['allowed']})"
+        )
     if r.get("certified"):
         c = r["certified"]
         lines.append(
@@ -121,6 +130,10 @@ def _table(reports: list[dict], unit: str, console) -> None:
                    "a bare number above 1 is refused).")
 @click.option("--min-accuracy", "min_accuracy_text", metavar="FRACTION",
               help="Also fail (exit 1) when accuracy is below this (0.9 or 90%).")
+@click.option("--tail", "tail_texts", multiple=True, metavar="P:X",
+              help="Gate on a tail budget: fail when the P-quantile of per-sample latency is above X "
+                   "(95%:60%, 0.99:0.004, p99:4ms), instead of the tail budgets stored in THRESHOLDS. "
+                   "Repeatable; --tolerance does not apply.")
 @click.option("--allow-renamed-exits", is_flag=True,
               help="Accept files whose exit_names differ (exits are matched by position). Without "
                    "it, a split, thresholds file or profile naming other exits, or the same exits "
@@ -133,7 +146,7 @@ def _table(reports: list[dict], unit: str, console) -> None:
               help="Draw accuracy against mean latency (needs the 'plot' extra).")
 @global_options
 def evaluate(split, thresholds, budget_text, latency_path, tolerance_text, min_accuracy_text,
-             allow_renamed_exits, as_json, output, plot_path):
+             tail_texts, allow_renamed_exits, as_json, output, plot_path):
     """Replay thresholds on a split and check the latency budget.
 
     SPLIT is an exit-outputs HDF5 file (usually the test split); THRESHOLDS is the
@@ -144,14 +157,18 @@ def evaluate(split, thresholds, budget_text, latency_path, tolerance_text, min_a
     violation (mean latency - budget) / budget, and the share and accuracy of the
     samples leaving at each exit.
 
-    The exit code gates a CI job: 0 when the mean latency is within the budget (plus
-    --tolerance) and accuracy is at least --min-accuracy, 1 when not. The one-line
-    verdict (PASS or FAIL and why) is printed on stderr even with --quiet.
+    Also reports the p50, p90, p95 and p99 of per-sample latency (the latency of the
+    exit each sample takes). The exit code gates a CI job: 0 when the mean latency is
+    within the budget (plus --tolerance), every tail budget holds (stored in
+    THRESHOLDS by `tune --tail`, or given with --tail) and accuracy is at least
+    --min-accuracy, 1 when not. The one-line verdict (PASS or FAIL and why) is
+    printed on stderr even with --quiet.
 
     \b
     Examples:
       eexit evaluate test.h5 thresholds.json --tolerance 1% --min-accuracy 0.9
       eexit evaluate test.h5 ippp.json heuristic.json --plot frontier.png
+      eexit evaluate test.h5 thresholds.json --tail 95%:70%
     """
     state = get_state()
     try:
@@ -207,6 +224,13 @@ def evaluate(split, thresholds, budget_text, latency_path, tolerance_text, min_a
                 raise click.BadParameter(str(exc), param_hint="--budget") from None
         else:
             budget = None if ts.budget is None else float(Fraction(ts.budget) * factor)
+        if tail_texts:
+            try:
+                tails = [parse_tail(t, costs, unit) for t in tail_texts]
+            except ValueError as exc:
+                raise click.BadParameter(str(exc), param_hint="--tail") from None
+        else:
+            tails = [TailBudget(tb.level, float(Fraction(tb.latency) * factor)) for tb in ts.tail]
         if ts.confidence not in cache:
             cache[ts.confidence] = read_exits(split, confidence=ts.confidence)
         outputs = cache[ts.confidence]
@@ -226,7 +250,7 @@ def evaluate(split, thresholds, budget_text, latency_path, tolerance_text, min_a
         try:
             report = evaluation_entry(outputs.scores, outputs.correct, ts.thresholds, costs,
                                       budget=budget, tolerance=tolerance, min_accuracy=min_accuracy,
-                                      exit_names=names, unit=unit)
+                                      exit_names=names, unit=unit, tail=tails)
         except ValueError as exc:
             raise InputError(f"{path}: {exc}") from None
         report["confidence"] = ts.confidence
@@ -270,6 +294,7 @@ def verdict(state, reports: list[dict], unit: str, min_accuracy) -> None:
     n_fail = sum(not r["passed"] for r in reports)
     if n_fail == 0:
         line = (f"PASS: {len(reports)} threshold set(s) within budget"
+                + ("" if not any(r.get("tail") for r in reports) else " and tail budgets")
                 + ("" if min_accuracy is None else " and accuracy gate"))
     else:
         worst = max((r for r in reports if not r["passed"]), key=lambda r: r["violation"] or 0)
@@ -279,6 +304,11 @@ def verdict(state, reports: list[dict], unit: str, min_accuracy) -> None:
                        f"{100 * worst['violation']:+.2f}% over budget {_fmt(worst['budget'], 6)} {unit}")
         if not worst["accuracy_ok"]:
             why.append(f"accuracy {worst['accuracy']:.4f} < {worst['min_accuracy']:.4f}")
+        for t in worst.get("tail") or []:
+            if not t["within"]:
+                why.append(f"p{100 * t['level']:g} latency {_fmt(t['quantile'], 6)} {unit} > "
+                           f"{_fmt(t['latency'], 6)} {unit} ({t['over']} samples above, at most "
+                           f"{t['allowed']})")
         line = f"FAIL: {n_fail} of {len(reports)} set(s); " + "; ".join(why)
     if state.err.is_terminal and not state.quiet:
         colour = "green" if n_fail == 0 else "red"
