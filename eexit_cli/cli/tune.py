@@ -166,10 +166,12 @@ def _summary(console, entries: list[dict], unit: str, exit_names: list[str]) -> 
                    "single: one threshold shared by all exits.")
 @click.option("--polish/--no-polish", default=True, show_default=True,
               help="After the solve, improve the exact accuracy on the tuning split with moves "
-                   "that keep the budget.")
+                   "that keep every budget (with an accuracy target: lower the mean latency at "
+                   "that accuracy).")
 @click.option("--guarantee", "guarantee_text", metavar="LEVEL",
-              help="Certify the budget on new data with this probability (e.g. 95%), holding out "
-                   "a calibration part of SPLIT (see docs/guarantee.md).")
+              help="Certify the budget, tail budgets and accuracy target on new data with this "
+                   "probability (e.g. 95%), holding out a calibration part of SPLIT (see "
+                   "docs/guarantee.md).")
 @click.option("--calibration-fraction", default="30%", show_default=True, metavar="FRACTION",
               help="Share of SPLIT held out for --guarantee (30% or 0.3).")
 @click.option("--bound", "bound_name", default=None, metavar="NAME",
