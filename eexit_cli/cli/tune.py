@@ -131,6 +131,9 @@ def _summary(console, entries: list[dict], unit: str, exit_names: list[str]) -> 
 @click.option("--bound", "bound_name", default=None, metavar="NAME",
               help="Upper confidence bound used by --guarantee (see docs/guarantee.md).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the --guarantee split.")
+@click.option("--jobs", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Processes for a frontier (several budgets); each solves a run of neighbouring "
+                   "budgets. [default: the CPU cores available]")
 @click.option("--k", "k", type=float, default=None, help="Steepness of the logistic (eq. 3), on scores scaled to [0, 1].")
 @click.option("--T", "T", type=int, default=None, help="Outer iterations of Algorithm 1 (at most).")
 @click.option("--J", "J", type=int, default=None, help="Inner accelerated-gradient steps per outer iteration.")
@@ -140,7 +143,7 @@ def _summary(console, entries: list[dict], unit: str, exit_names: list[str]) -> 
 @click.option("--beta", type=float, default=None, help="Penalty parameter β (eq. 16), for costs scaled by d_N.")
 @global_options
 def tune(split, latency_path, costs_text, unit, budget_texts, output, confidence, method, polish,
-         guarantee_text, calibration_fraction, bound_name, seed, k, T, J, gamma, mu, eta, beta):
+         guarantee_text, calibration_fraction, bound_name, seed, jobs, k, T, J, gamma, mu, eta, beta):
     """Tune exit thresholds on a validation split for a mean-latency budget.
 
     Maximises the accuracy of early-exit inference on SPLIT (an exit-outputs HDF5
@@ -204,41 +207,54 @@ def tune(split, latency_path, costs_text, unit, budget_texts, output, confidence
                                progress=progress_cb, **params)
 
     entries = []
-    prev = None
-    with progress("tuning", total=len(budgets)) as bar:
-        for i, budget in enumerate(budgets):
-            started = time.perf_counter()
-            if level is not None:
-                from eexit_cli.core.guarantee import certify
 
-                kwargs = {} if bound_name is None else {"bound": bound_name}
-                g = certify(outputs.scores, outputs.correct, latency.per_exit, budget, level=level,
-                            tune_fn=lambda s, c, d, b, init=None: solve(s, c, b, init=init),
-                            calibration_fraction=cal_fraction, seed=seed, **kwargs)
-                res = g.tune_result
-                tuning = res.to_dict()
-                tuning["guarantee"] = {k: v for k, v in g.to_dict().items() if k != "tune_result"}
-                tuning["seconds"] = time.perf_counter() - started
-                thresholds = g.thresholds
-            else:
-                res = solve(outputs.scores, outputs.correct, budget,
-                            init=prev if len(budgets) > 1 else None)
-                tuning = res.to_dict()
-                thresholds = res.thresholds
-            prev = thresholds
-            hard = replay(outputs.scores, outputs.correct, thresholds, latency.per_exit)
-            tuning["split"] = str(split)
-            tuning["samples"] = outputs.n_samples
-            tuning["accuracy"] = hard.accuracy
-            tuning["mean_latency"] = hard.mean_latency
-            tuning["per_exit_fraction"] = [float(f) for f in hard.fraction]
-            entry = thresholds_to_dict(thresholds, outputs.confidence, budget, latency,
-                                       exit_names=outputs.exit_names, tuning=tuning)
-            entries.append(entry)
-            for w in tuning.get("warnings", []) or []:
-                if not state.quiet and w != warn:
-                    state.err.print(f"[yellow]warning[/]: {w}", highlight=False, soft_wrap=True)
-            bar(i + 1)
+    def add_entry(budget, res_dict, thresholds):
+        hard = replay(outputs.scores, outputs.correct, thresholds, latency.per_exit)
+        res_dict["split"] = str(split)
+        res_dict["samples"] = outputs.n_samples
+        res_dict["accuracy"] = hard.accuracy
+        res_dict["mean_latency"] = hard.mean_latency
+        res_dict["per_exit_fraction"] = [float(f) for f in hard.fraction]
+        entries.append(thresholds_to_dict(thresholds, outputs.confidence, budget, latency,
+                                          exit_names=outputs.exit_names, tuning=res_dict))
+        for w in res_dict.get("warnings", []) or []:
+            if not state.quiet and w != warn:
+                state.err.print(f"[yellow]warning[/]: {w}", highlight=False, soft_wrap=True)
+
+    with progress("tuning", total=len(budgets)) as bar:
+        if level is None and len(budgets) > 1:
+            from eexit_cli.core.frontier import available_cores, tune_frontier
+
+            results = tune_frontier(outputs.scores, outputs.correct, latency.per_exit, budgets,
+                                    jobs=jobs or available_cores(), method=method,
+                                    score_range=outputs.score_range, polish=polish,
+                                    progress=lambda done, _total: bar(done), **params)
+            for budget, res in zip(budgets, results):
+                add_entry(budget, res.to_dict(), res.thresholds)
+        else:
+            prev = None
+            for i, budget in enumerate(budgets):
+                started = time.perf_counter()
+                if level is not None:
+                    from eexit_cli.core.guarantee import certify
+
+                    kwargs = {} if bound_name is None else {"bound": bound_name}
+                    g = certify(outputs.scores, outputs.correct, latency.per_exit, budget, level=level,
+                                tune_fn=lambda s, c, d, b, init=None: solve(s, c, b, init=init),
+                                calibration_fraction=cal_fraction, seed=seed, **kwargs)
+                    res = g.tune_result
+                    tuning = res.to_dict()
+                    tuning["guarantee"] = {k: v for k, v in g.to_dict().items() if k != "tune_result"}
+                    tuning["seconds"] = time.perf_counter() - started
+                    thresholds = g.thresholds
+                else:
+                    res = solve(outputs.scores, outputs.correct, budget,
+                                init=prev if len(budgets) > 1 else None)
+                    tuning = res.to_dict()
+                    thresholds = res.thresholds
+                prev = thresholds
+                add_entry(budget, tuning, thresholds)
+                bar(i + 1)
 
     if len(entries) == 1:
         result = entries[0]
