@@ -92,7 +92,10 @@ def test_cost_objective_matches_exhaustive_search(seed):
 
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("pair", [(0, 1), (0, 2), (1, 3)])
-def test_pair_sweep_with_two_rows_is_best_cell_of_its_grid(seed, pair):
+@pytest.mark.parametrize("coarse", [0, 6])
+def test_pair_sweep_with_two_rows_is_best_cell_of_its_grid(seed, pair, coarse):
+    # coarse=0: windows around the current thresholds (samples read by rank);
+    # coarse=6: windows plus quantiles (every sample reaching i)
     scores, correct, costs = _problem(5, 300, 80 + seed, ties=seed % 2 == 1)
     rows, bounds = _two_rows(costs, seed)
     bounds[1] = max(bounds[1], 0.5)
@@ -101,7 +104,7 @@ def test_pair_sweep_with_two_rows_is_best_cell_of_its_grid(seed, pair):
     if not hp.feasible(st):
         pytest.skip("no feasible start")
     i, j = pair
-    gi, gj = hp.pair_grids(st, i, j, local=3, coarse=6, exhaustive=0)
+    gi, gj = hp.pair_grids(st, i, j, local=3, coarse=coarse, exhaustive=0)
     best = st
     for a in gi:
         for b in gj:
@@ -110,7 +113,7 @@ def test_pair_sweep_with_two_rows_is_best_cell_of_its_grid(seed, pair):
             cand = hp.state(idx)
             if hp.feasible(cand) and cand.key() > best.key():
                 best = cand
-    out = hp.sweep_pair(st, i, j, local=3, coarse=6, exhaustive=0)
+    out = hp.sweep_pair(st, i, j, local=3, coarse=coarse, exhaustive=0)
     assert hp.feasible(out)
     assert out.key() == best.key()
 

@@ -79,7 +79,9 @@ def info(split, latency_path, costs_text, unit, confidence, as_json):
     thresholds are feasible), the largest (the mean latency of the most accurate
     thresholds found; above it accuracy no longer grows), both in the cost unit
     and as a percentage of d_N, and a --budget sweep between them whose entries
-    differ.
+    differ (checked by running it as `tune` does with its default --jobs on this
+    machine; with another --jobs the runs of neighbouring budgets, and so the
+    entries, may differ).
 
     \b
     Examples:
@@ -112,16 +114,14 @@ def info(split, latency_path, costs_text, unit, confidence, as_json):
         return tune_thresholds(outputs.scores, outputs.correct, costs, budget, score_range=box)
 
     def frontier(budgets):
-        # as `tune --budget LO..HI:K` runs it: each budget starts from the previous thresholds
-        out, prev = [], None
+        # as `tune --budget LO..HI:K` runs it by default: runs of neighbouring budgets, one
+        # per core, each budget starting from the previous one's thresholds
+        from eexit_cli.core.frontier import available_cores, tune_frontier
+
         with progress(f"checking a sweep of {len(budgets)} budgets", total=len(budgets)) as bar:
-            for i, b in enumerate(budgets):
-                res = tune_thresholds(outputs.scores, outputs.correct, costs, b, score_range=box,
-                                      init=prev)
-                out.append(res)
-                prev = res.thresholds
-                bar(i + 1)
-        return out
+            return tune_frontier(outputs.scores, outputs.correct, costs, budgets,
+                                 jobs=available_cores(), score_range=box,
+                                 progress=lambda done, _total: bar(done))
 
     summary = split_info(outputs.scores, outputs.correct, costs, tune_fn=top,
                          frontier_fn=None if latency is None else frontier)

@@ -178,6 +178,9 @@ def _summary(console, entries: list[dict], unit: str, exit_names: list[str]) -> 
               help="Upper confidence bound used by --guarantee (see docs/guarantee.md).")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**63 - 1),
               help="Seed of the --guarantee split.")
+@click.option("--jobs", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Processes for a frontier (several budgets); each solves a run of neighbouring "
+                   "budgets. [default: the CPU cores available]")
 @click.option("--allow-renamed-exits", is_flag=True,
               help="Accept a latency profile whose exit_names differ from SPLIT's (the exits are "
                    "still matched by position). Without it, differing names stop the command.")
@@ -196,7 +199,7 @@ def _summary(console, entries: list[dict], unit: str, exit_names: list[str]) -> 
 @global_options
 def tune(split, latency_path, costs_text, unit, budget_texts, tail_texts, min_accuracy_text,
          max_drop_text, output, confidence, method, polish, guarantee_text, calibration_fraction,
-         bound_name, seed, allow_renamed_exits, no_timings, k, T, J, gamma, mu, eta, beta):
+         bound_name, seed, jobs, allow_renamed_exits, no_timings, k, T, J, gamma, mu, eta, beta):
     """Tune exit thresholds on a validation split for a latency budget or an accuracy target.
 
     Maximises the accuracy of early-exit inference on SPLIT (an exit-outputs HDF5
@@ -344,62 +347,86 @@ def tune(split, latency_path, costs_text, unit, budget_texts, tail_texts, min_ac
 
     entries = []
     skipped = []
-    prev = None
-    with progress("tuning", total=len(budgets)) as bar:
-        for i, budget in enumerate(budgets):
-            started = time.perf_counter()
-            try:
-                if level is not None:
-                    from eexit_cli.core.guarantee import certify
 
-                    kwargs = {} if bound_name is None else {"bound": bound_name}
-                    if tails:
-                        kwargs["tail"] = tails
-                    if target_given:
-                        kwargs["min_accuracy"] = min_accuracy
-                        kwargs["max_drop"] = max_drop
-                    g = certify(outputs.scores, outputs.correct, latency.per_exit, budget, level=level,
-                                tune_fn=lambda s, c, d, b, init=None, **lim: solve(s, c, b, init=init, **lim),
-                                calibration_fraction=cal_fraction, seed=seed, **kwargs)
-                    res = g.tune_result
-                    tuning = res.to_dict()
-                    tuning["guarantee"] = {k: v for k, v in g.to_dict().items() if k != "tune_result"}
-                    tuning["seconds"] = time.perf_counter() - started
-                    thresholds = g.thresholds
-                else:
-                    res = solve(outputs.scores, outputs.correct, budget,
-                                init=prev if len(budgets) > 1 else None)
-                    tuning = res.to_dict()
-                    thresholds = res.thresholds
-            except InfeasibleBudgetError as exc:
-                if budget is None:
-                    raise
-                if len(budgets) == 1:
-                    raise InfeasibleBudgetError(
-                        f"{exc}; {_feasible_hint(budget_texts, latency.per_exit, latency.unit)}"
-                    ) from None
-                skipped.append({"budget": budget, "reason": str(exc)})
+    def add_entry(budget, tuning, thresholds):
+        hard = replay(outputs.scores, outputs.correct, thresholds, latency.per_exit)
+        tuning["split"] = str(split)
+        tuning["samples"] = outputs.n_samples
+        tuning["accuracy"] = hard.accuracy
+        tuning["mean_latency"] = hard.mean_latency
+        tuning["per_exit_fraction"] = [float(f) for f in hard.fraction]
+        extra = {} if names is None else {"exit_names": list(names)}
+        if tails:
+            extra["tail"] = [tb.to_dict() for tb in tails]
+        if target_given:
+            extra["min_accuracy"] = (tuning.get("params") or {}).get("min_accuracy")
+        entries.append(thresholds_to_dict(thresholds, outputs.confidence, budget, latency,
+                                          **extra, tuning=tuning))
+        for w in tuning.get("warnings", []) or []:
+            if not state.quiet and w != warn:
+                state.err.print(f"[yellow]warning[/]: {w}", highlight=False, soft_wrap=True)
+
+    with progress("tuning", total=len(budgets)) as bar:
+        if level is None and len(budgets) > 1:
+            from eexit_cli.core.frontier import available_cores, tune_frontier
+
+            # budgets below the cheapest exit cannot be met: listed, not tuned
+            d_min = float(np.min(latency.per_exit))
+            feasible = [b for b in budgets if b >= d_min]
+            for b in budgets:
+                if b < d_min:
+                    skipped.append({"budget": b, "reason": (
+                        f"budget {b:.6g} is below the smallest achievable mean latency {d_min:.6g} "
+                        f"(every sample leaving at exit {int(np.argmin(latency.per_exit)) + 1}), "
+                        "in the unit of the costs")})
+            results = tune_frontier(outputs.scores, outputs.correct, latency.per_exit, feasible,
+                                    jobs=jobs or available_cores(), method=method,
+                                    score_range=box(outputs.scores), polish=polish,
+                                    tail=tails or None,
+                                    progress=lambda done, _total: bar(done), **params) if feasible else []
+            for budget, res in zip(feasible, results):
+                add_entry(budget, res.to_dict(), res.thresholds)
+        else:
+            prev = None
+            for i, budget in enumerate(budgets):
+                started = time.perf_counter()
+                try:
+                    if level is not None:
+                        from eexit_cli.core.guarantee import certify
+
+                        kwargs = {} if bound_name is None else {"bound": bound_name}
+                        if tails:
+                            kwargs["tail"] = tails
+                        if target_given:
+                            kwargs["min_accuracy"] = min_accuracy
+                            kwargs["max_drop"] = max_drop
+                        g = certify(outputs.scores, outputs.correct, latency.per_exit, budget,
+                                    level=level,
+                                    tune_fn=lambda s, c, d, b, init=None, **lim: solve(s, c, b, init=init, **lim),
+                                    calibration_fraction=cal_fraction, seed=seed, **kwargs)
+                        res = g.tune_result
+                        tuning = res.to_dict()
+                        tuning["guarantee"] = {k: v for k, v in g.to_dict().items() if k != "tune_result"}
+                        tuning["seconds"] = time.perf_counter() - started
+                        thresholds = g.thresholds
+                    else:
+                        res = solve(outputs.scores, outputs.correct, budget,
+                                    init=prev if len(budgets) > 1 else None)
+                        tuning = res.to_dict()
+                        thresholds = res.thresholds
+                except InfeasibleBudgetError as exc:
+                    if budget is None:
+                        raise
+                    if len(budgets) == 1:
+                        raise InfeasibleBudgetError(
+                            f"{exc}; {_feasible_hint(budget_texts, latency.per_exit, latency.unit)}"
+                        ) from None
+                    skipped.append({"budget": budget, "reason": str(exc)})
+                    bar(i + 1)
+                    continue
+                prev = thresholds
+                add_entry(budget, tuning, thresholds)
                 bar(i + 1)
-                continue
-            prev = thresholds
-            hard = replay(outputs.scores, outputs.correct, thresholds, latency.per_exit)
-            tuning["split"] = str(split)
-            tuning["samples"] = outputs.n_samples
-            tuning["accuracy"] = hard.accuracy
-            tuning["mean_latency"] = hard.mean_latency
-            tuning["per_exit_fraction"] = [float(f) for f in hard.fraction]
-            extra = {} if names is None else {"exit_names": list(names)}
-            if tails:
-                extra["tail"] = [tb.to_dict() for tb in tails]
-            if target_given:
-                extra["min_accuracy"] = (tuning.get("params") or {}).get("min_accuracy")
-            entry = thresholds_to_dict(thresholds, outputs.confidence, budget, latency,
-                                       **extra, tuning=tuning)
-            entries.append(entry)
-            for w in tuning.get("warnings", []) or []:
-                if not state.quiet and w != warn:
-                    state.err.print(f"[yellow]warning[/]: {w}", highlight=False, soft_wrap=True)
-            bar(i + 1)
 
     hint = _feasible_hint(budget_texts, latency.per_exit, latency.unit)
     if not entries:

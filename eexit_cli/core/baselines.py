@@ -20,7 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import brentq
 
 from .exact import HardProblem
 from .replay import check_problem
@@ -91,6 +90,8 @@ def geometric_exit_fractions(costs, budget: float) -> tuple[np.ndarray, float]:
     elif f_hi == 0:
         log_q = hi
     else:
+        from scipy.optimize import brentq  # slow to import: only where a root is needed
+
         log_q = brentq(excess, lo, hi, xtol=1e-14)
     return fractions(log_q), float(np.exp(np.clip(log_q, -700.0, 700.0)))
 

@@ -137,6 +137,8 @@ class HardProblem:
         Full evaluations of a state (O(N M) each).
     moves : int
         Incremental evaluations of a neighbouring state.
+    pair_sweeps : int
+        Pair sweeps run by :meth:`polish`.
     """
 
     def __init__(self, scores, correct, costs, budget, lower=None, upper=None, *,
@@ -181,7 +183,12 @@ class HardProblem:
 
         ne = n - 1
         self._values = []
-        self._ranks = np.empty((ne, m), dtype=np.int32 if m < 2**31 - 1 else np.int64)
+        itype = np.int32 if m < 2**31 - 1 else np.int64
+        self._ranks = np.empty((ne, m), dtype=itype)
+        # samples by rank at each exit, and where each rank starts in that order:
+        # the samples ranked in (lo, hi] are _order[n][_pos[n][lo]:_pos[n][hi]]
+        self._order = np.empty((ne, m), dtype=itype)
+        self._pos = []
         first = np.empty(m, dtype=bool)
         for k in range(ne):
             # one sort gives the distinct values and the ranks (1-based)
@@ -192,6 +199,8 @@ class HardProblem:
             self._values.append(srt[first])
             del srt
             self._ranks[k, order] = np.cumsum(first, dtype=self._ranks.dtype)
+            self._order[k] = order
+            self._pos.append(np.append(np.flatnonzero(first), m).astype(itype))
             del order
         # integer fixed point per row: |total| < 2**52 stays exact in float64
         self._scale = np.empty(self.n_rows)
@@ -209,6 +218,7 @@ class HardProblem:
         self._serial = 0
         self.evaluations = 0
         self.moves = 0
+        self.pair_sweeps = 0
 
     # ------------------------------------------------------------- candidates
     @staticmethod
@@ -321,6 +331,11 @@ class HardProblem:
             self._exit_owner = st._cache["serial"]
         return self._exit
 
+    def _band(self, n: int, lo: int, hi: int) -> np.ndarray:
+        """The samples whose rank at exit ``n`` lies in ``(lo, hi]``."""
+        pos = self._pos[n]
+        return self._order[n, pos[lo]:pos[hi]].astype(np.intp)
+
     def _next_after(self, n: int, sub, index) -> np.ndarray:
         """Exit taken by the samples ``sub`` once they pass exit ``n``."""
         ne = self.n_exits - 1
@@ -350,15 +365,12 @@ class HardProblem:
         ex = self._load(st)
         self.moves += 1
         p = int(changed[0])
-        band = None
+        parts = []
         for n in changed:
             lo, hi = sorted((int(st.index[n]), int(new_index[n])))
-            r = self._ranks[n]
-            b = (r > lo) & (r <= hi)
-            band = b if band is None else (band | b)
-        band &= ex >= p
-        sub = np.flatnonzero(band)
-        del band
+            parts.append(self._band(n, lo, hi))
+        sub = parts[0] if len(parts) == 1 else np.unique(np.concatenate(parts))
+        sub = sub[ex[sub] >= p]
         old_e = ex[sub]
         new_e = self._next_after(p - 1, sub, new_index)
         counts = st.counts + np.bincount(new_e, minlength=self.n_exits) \
@@ -536,23 +548,38 @@ class HardProblem:
         All of them when there are at most ``exhaustive``; otherwise a window of
         ``local`` on each side of ``cur``, both ends and ``coarse`` quantiles of
         ``ranks`` (the ranks at ``n`` of the samples that reach it), each with
-        the candidate just below.
+        the candidate just below.  ``coarse = 0``: the window alone.
         """
         size = self.n_candidates(n)
         if size <= exhaustive:
             return np.arange(size, dtype=np.intp)
         lo = max(0, cur - local)
         hi = min(size, cur + local + 1)
+        if coarse <= 0:
+            return np.arange(lo, hi, dtype=np.intp)
         parts = [np.arange(lo, hi, dtype=np.intp), np.array([0, size - 1], dtype=np.intp)]
         if ranks.size > 0 and coarse > 0:
-            # the smallest r with cdf(r) >= level is the rank of the ceil(level)-th sample
-            cdf = np.cumsum(np.bincount(ranks, minlength=size))
             levels = np.ceil(np.linspace(0.0, ranks.size, coarse))
             levels = levels[levels > 0]
-            q = np.searchsorted(cdf, levels, side="left").astype(np.intp)
+            if ranks.size * 8 < size:
+                # few samples reach the exit: select among them, not over all ranks
+                pos = np.unique(levels.astype(np.intp) - 1)
+                q = np.partition(ranks, pos)[pos].astype(np.intp)
+            else:
+                # the smallest r with cdf(r) >= level is the rank of the ceil(level)-th sample
+                cdf = np.cumsum(np.bincount(ranks, minlength=size))
+                q = np.searchsorted(cdf, levels, side="left").astype(np.intp)
             np.minimum(q, size - 1, out=q)
             parts += [q, np.maximum(q - 1, 0)]
         return np.unique(np.concatenate(parts))
+
+    def _rho(self, grid, n: int, ranks) -> np.ndarray:
+        """For every rank, the number of grid candidates below it (the sample leaves at
+        grid candidate ``g`` exactly when its rho is above ``g``)."""
+        size = self.n_candidates(n)
+        if ranks.size * 8 < size:
+            return np.searchsorted(grid, ranks, side="left")
+        return self._lut(grid, size)[ranks]
 
     def _pair_prep(self, st, i, local, coarse, exhaustive):
         """What the pair sweeps ``(i, j)`` for every ``j > i`` share, for state ``st``."""
@@ -562,7 +589,7 @@ class HardProblem:
         sub, e1 = sub[perm], e1[perm]
         rk = self._ranks[i, sub]
         gi = self._grid(i, int(st.index[i]), rk, local, coarse, exhaustive)
-        rho = self._lut(gi, self.n_candidates(i))[rk]
+        rho = self._rho(gi, i, rk)
         v_i = self._values_here(i, sub)
         v_e1 = self._values_at(e1, sub)
         ki = gi.size
@@ -580,6 +607,9 @@ class HardProblem:
     def pair_grids(self, st: HardState, i: int, j: int, *, local: int = 32, coarse: int = 96,
                    exhaustive: int = 256):
         """The candidate grids ``(grid_i, grid_j)`` that :meth:`sweep_pair` searches."""
+        if coarse <= 0 and self.n_candidates(i) > exhaustive and self.n_candidates(j) > exhaustive:
+            return (self._grid(i, int(st.index[i]), None, local, 0, exhaustive),
+                    self._grid(j, int(st.index[j]), None, local, 0, exhaustive))
         prep = self._pair_prep(st, i, local, coarse, exhaustive)
         cnt = int(prep["depth"][j])
         rk_j = self._ranks[j, prep["sub"][:cnt]]
@@ -597,6 +627,8 @@ class HardProblem:
         """
         if not i < j:
             raise ValueError("sweep_pair needs i < j")
+        if coarse <= 0 and self.n_candidates(i) > exhaustive and self.n_candidates(j) > exhaustive:
+            return self._sweep_window(st, i, j, local)
         if prep is None or prep["serial"] != st._cache["serial"]:
             prep = self._pair_prep(st, i, local, coarse, exhaustive)
         self._load(st)
@@ -623,7 +655,7 @@ class HardProblem:
         rk_j = self._ranks[j, sub]
         gj = self._grid(j, int(st.index[j]), rk_j, local, coarse, exhaustive)
         kj = gj.size
-        rho_j = self._lut(gj, self.n_candidates(j))[rk_j]
+        rho_j = self._rho(gj, j, rk_j)
         d2 = self._values_here(j, sub)
         d2 -= v_z
         flat = rho_i.astype(np.int64) * (kj + 1)
@@ -647,6 +679,64 @@ class HardProblem:
 
         return self._choose(st, tables.reshape(self._n_q(), -1), make_index)
 
+    def _sweep_window(self, st: HardState, i: int, j: int, local: int) -> HardState:
+        """:meth:`sweep_pair` over windows of ``local`` candidates on each side.
+
+        Only the samples ranked inside a window can change across the grid: at
+        ``i``, those reaching ``i``; at ``j``, those that pass from ``i`` to ``j``
+        (and do not always leave at ``i``).  They are read from the orders by
+        rank, so the sweep costs O(window samples), whatever M.
+        """
+        ex = self._load(st)
+        idx = st.index
+        gi = self._grid(i, int(idx[i]), None, local, 0, 0)
+        gj = self._grid(j, int(idx[j]), None, local, 0, 0)
+        ki, kj = gi.size, gj.size
+        band_i = self._band(i, int(gi[0]), int(gi[-1]))
+        band_j = self._band(j, int(gj[0]), int(gj[-1]))
+        band_j = band_j[self._ranks[i, band_j] <= gi[-1]]  # the others always leave at i
+        sub = np.unique(np.concatenate([band_i, band_j]))
+        sub = sub[ex[sub] >= i]
+        if sub.size == 0:
+            return st
+        e1 = ex[sub]
+        at = np.flatnonzero(e1 == i)
+        if at.size:
+            e1[at] = self._next_after(i, sub[at], idx)
+        through = e1 >= j
+        z = e1.copy()
+        at = np.flatnonzero(e1 == j)
+        if at.size:
+            z[at] = self._next_after(j, sub[at], idx)
+        v_i = self._values_here(i, sub)
+        v_e1 = self._values_at(e1, sub)
+        v_z = self._values_at(z, sub)
+        # everyone in sub leaves at i, plus what passing adds for rho_i <= a
+        base = self._totals(st) - self._values_at(ex[sub], sub).sum(axis=1) + v_i.sum(axis=1)
+        rho_i = np.searchsorted(gi, self._ranks[i, sub], side="left")
+        d1 = np.where(through, v_z, v_e1) - v_i
+        t = np.flatnonzero(through)
+        rho_j = np.searchsorted(gj, self._ranks[j, sub[t]], side="left")
+        d2 = self._values_here(j, sub[t]) - v_z[:, t]
+        flat = rho_i[t].astype(np.int64) * (kj + 1) + rho_j
+        tables = np.empty((self._n_q(), ki, kj))
+        for q in range(self._n_q()):
+            c1 = np.cumsum(np.bincount(rho_i, weights=d1[q], minlength=ki + 1))[:ki]
+            h = np.bincount(flat, weights=d2[q], minlength=(ki + 1) * (kj + 1))
+            h = h.reshape(ki + 1, kj + 1)[:ki]
+            np.cumsum(h, axis=0, out=h)
+            cs = np.cumsum(h, axis=1)
+            np.subtract(cs[:, -1:], cs[:, :kj], out=tables[q])
+            tables[q] += (c1 + base[q])[:, None]
+
+        def make_index(f):
+            a, b = divmod(f, kj)
+            out = idx.copy()
+            out[i], out[j] = gi[a], gj[b]
+            return out
+
+        return self._choose(st, tables.reshape(self._n_q(), -1), make_index)
+
     # ------------------------------------------------------------------ polish
     def polish(self, st: HardState, *, levels=((8, 24), (32, 96)), exhaustive: int = 256,
                max_rounds: int = 100, pairs=None) -> tuple[HardState, int]:
@@ -656,11 +746,19 @@ class HardProblem:
         sweeps over ``pairs`` (all pairs by default) until nothing improves.  The
         pair grids come in ``levels`` of ``(local, coarse)`` sizes: the search
         runs on the first (cheap) level until it is stuck, then tries the next;
-        any improvement there sends it back to the first.  A pair is not swept
-        again while the state is unchanged since its last sweep, and neither is
-        a single threshold.  A state that ends a polish stuck remembers it:
-        polishing it again with more levels (same pairs) starts at the first new
-        level.  Every accepted state is feasible.
+        any improvement there sends it back to the first.  No ``levels``: single
+        sweeps only.
+
+        Pruning, none of which changes when the search stops: a pair is not
+        swept again while the state is unchanged since its last sweep, and
+        neither is a single threshold.  After a round that improved, the next
+        round skips the pairs that found nothing since the last change of any
+        threshold from ``i`` to ``j``; a round that improves nothing with pairs
+        skipped is followed by one that sweeps them all, so that the search only
+        ends (or moves to the next level) once no pair of the level improves the
+        final state.  A state that ends a polish stuck remembers it: polishing
+        it again with more levels (same pairs) starts at the first new level.
+        Every accepted state is feasible.
 
         Returns the final state and the number of rounds run.
         """
@@ -670,6 +768,8 @@ class HardProblem:
         if pairs is None:
             pairs = [(i, j) for i in range(ne) for j in range(i + 1, ne)]
         levels = tuple(tuple(lv) for lv in levels)
+        if not levels:
+            return self._singles(st, {}, max_rounds), 1
         setting = (exhaustive, tuple(tuple(p) for p in pairs))
         by_i: dict = {}
         for i, j in pairs:
@@ -684,28 +784,47 @@ class HardProblem:
             level, skip_ones = len(stuck[0]), True
         checked: dict = {}
         checked_one: dict = {}
+        tick = 0
+        touched = np.zeros(ne, dtype=np.int64)  # tick of each threshold's last change
+        failed: dict = {}  # pair -> tick of its last sweep that found nothing
+        prune = False
         while rounds < max_rounds:
             rounds += 1
             start = st.key()
             if not skip_ones:
-                st = self._singles(st, checked_one, max_rounds)
+                new = self._singles(st, checked_one, max_rounds)
+                if new is not st:
+                    tick += 1
+                    touched[new.index != st.index] = tick
+                st = new
             skip_ones = False
             local, coarse = levels[level]
+            skipped = 0
             for i, js in by_i.items():
                 prep = None
                 for j in js:
                     tag = (st._cache["serial"], level)
                     if checked.get((i, j)) == tag:
                         continue
-                    if prep is None or prep["serial"] != st._cache["serial"]:
+                    if prune and failed.get((i, j), -1) >= touched[i:j + 1].max():
+                        skipped += 1
+                        continue
+                    if coarse > 0 and (prep is None or prep["serial"] != st._cache["serial"]):
                         prep = self._pair_prep(st, i, local, coarse, exhaustive)
+                    self.pair_sweeps += 1
                     new = self.sweep_pair(st, i, j, local=local, coarse=coarse,
                                           exhaustive=exhaustive, prep=prep)
                     if new is st:
                         checked[(i, j)] = tag
+                        failed[(i, j)] = tick
+                    else:
+                        tick += 1
+                        touched[new.index != st.index] = tick
                     st = new
             if st.key() > start:
-                level = 0
+                level, prune = 0, True
+            elif skipped:
+                prune = False  # sweep every pair before concluding
             elif level + 1 < len(levels):
                 level += 1
             else:

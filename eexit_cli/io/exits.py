@@ -15,11 +15,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from eexit_cli.core.confidence import COMPUTED_MEASURES, confidence_and_correct, get_measure, log_softmax
+from eexit_cli.core.confidence import (
+    COMPUTED_MEASURES,
+    confidence_and_correct,
+    confidence_from_logits,
+    get_measure,
+)
 from eexit_cli.errors import InputError
 
 FORMAT = "eexit.exits/v1"
-CHUNK_BYTES = 32 * 2**20  # class outputs read per chunk (float64 working copy)
+CHUNK_BYTES = 32 * 2**20  # class outputs read per chunk (working copy)
 PROB_SUM_TOL = 1e-3
 
 
@@ -265,18 +270,23 @@ def _read_class_outputs(f, path, variant, confidence, chunk_bytes):
         )
     scores = np.empty((n, m), dtype=np.float64)
     correct = np.empty((n, m), dtype=bool)
-    step = max(1, int(chunk_bytes // max(1, n * c * 8)))
+    # logits stay in their own precision (float16 is widened to float32); probs,
+    # which need a renormalisation and a logarithm, are worked on in float64
+    work = np.float64 if variant == "probs" or ds.dtype == np.float64 else np.float32
+    step = max(1, int(chunk_bytes // max(1, n * c * np.dtype(work).itemsize)))
     for start in range(0, m, step):
         stop = min(m, start + step)
         try:
-            block = np.asarray(ds[:, start:stop, :], dtype=np.float64)
+            block = np.asarray(ds[:, start:stop, :], dtype=work)
         except (OSError, RuntimeError) as exc:
             raise InputError(
                 f"{path}: /{variant} cannot be read at samples {start}..{stop - 1} ({exc}); is the file truncated?"
             ) from None
-        _check_finite(block, path, variant, offset=start)
+        # min and max propagate NaN and reach any infinity: no boolean block needed
+        if not (np.isfinite(block.min()) and np.isfinite(block.max())):
+            _check_finite(block, path, variant, offset=start)
         if variant == "logits":
-            logp = log_softmax(block)
+            sc, co = confidence_from_logits(block, labels[start:stop], measure)
         else:
             if block.min() < 0 or block.max() > 1 + PROB_SUM_TOL:
                 raise InputError(f"{path}: /probs has values outside [0, 1]; did you mean /logits?")
@@ -290,7 +300,7 @@ def _read_class_outputs(f, path, variant, confidence, chunk_bytes):
                 )
             with np.errstate(divide="ignore"):
                 logp = np.log(block / sums[..., None])
-        sc, co = confidence_and_correct(logp, labels[start:stop], measure)
+            sc, co = confidence_and_correct(logp, labels[start:stop], measure)
         scores[:, start:stop] = sc
         correct[:, start:stop] = co
     return dict(
