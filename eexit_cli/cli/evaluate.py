@@ -22,7 +22,7 @@ from eexit_cli.core.latency import parse_budget, parse_fraction
 from eexit_cli.core.report import evaluation_entry, evaluation_report
 from eexit_cli.core.tail import TailBudget, parse_tail
 from eexit_cli.errors import InputError
-from eexit_cli.io.exits import read_exits
+from eexit_cli.io.isolated import read_exits_isolated as read_exits
 from eexit_cli.io.agreement import check_exit_names, unit_factor
 from eexit_cli.io.atomic import STDOUT, resolve_output
 from eexit_cli.io.jsonfiles import FRONTIER_FORMAT, read_latency, read_thresholds_or_frontier

@@ -22,6 +22,8 @@ from eexit_cli.errors import EexitError, InfeasibleBudgetError
 
 
 def _error_line(message: str, prog: str = "eexit") -> None:
+    # one line whatever the message holds (e.g. a library's multi-line text)
+    message = " ".join(str(message).split())
     click.echo(f"{prog}: error: {message}", err=True)
 
 

@@ -24,7 +24,7 @@ from eexit_cli.core.latency import MAX_BUDGETS, increasing_warning, parse_budget
 from eexit_cli.core.tail import parse_tail
 from eexit_cli.errors import InfeasibleBudgetError, InputError
 from eexit_cli.io.agreement import check_exit_names
-from eexit_cli.io.exits import read_exits
+from eexit_cli.io.isolated import read_exits_isolated as read_exits
 from eexit_cli.io.jsonfiles import (
     FRONTIER_FORMAT,
     latency_from_costs,
@@ -457,7 +457,8 @@ def tune(split, latency_path, costs_text, unit, budget_texts, tail_texts, min_ac
         )
     if state.interactive:
         _summary(state.err, entries, latency.unit, outputs.exit_names)
-    if not state.quiet and len(entries) == 1 and entries[0]["tuning"].get("message"):
+    # notes, like tables, are for a person at a terminal (README: off with -q or off a terminal)
+    if state.interactive and len(entries) == 1 and entries[0]["tuning"].get("message"):
         state.err.print(f"note: {entries[0]['tuning']['message']}", markup=False, highlight=False,
                         soft_wrap=True)
 

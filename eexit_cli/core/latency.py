@@ -10,6 +10,9 @@ import numpy as np
 
 from eexit_cli.core.units import TIME_UNIT_NAMES, conversion_factor, is_time_unit
 
+COST_RANGE = (1e-100, 1e100)
+"""Costs outside this range are refused: far beyond any real latency or FLOP count, and
+far from the under- and overflow of the arithmetic they go through."""
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 
 
@@ -26,6 +29,18 @@ def check_costs(costs) -> np.ndarray:
         raise ValueError(
             f"costs must be positive and finite; exit(s) {', '.join(map(str, bad))} are not "
             f"({arr.tolist()})"
+        )
+    tiny = [i + 1 for i, v in enumerate(arr) if v < COST_RANGE[0]]
+    if tiny:
+        raise ValueError(
+            f"costs of exit(s) {', '.join(map(str, tiny))} are below {COST_RANGE[0]:g}, too small "
+            "to compute with; give them in a smaller unit (e.g. ns instead of s)"
+        )
+    huge = [i + 1 for i, v in enumerate(arr) if v > COST_RANGE[1]]
+    if huge:
+        raise ValueError(
+            f"costs of exit(s) {', '.join(map(str, huge))} are above {COST_RANGE[1]:g}, too large "
+            "to compute with; give them in a larger unit"
         )
     return arr
 

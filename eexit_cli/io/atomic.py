@@ -80,7 +80,15 @@ def resolve_output(path: str | os.PathLike | None) -> str:
     path = os.fspath(path)
     if _is_stdout(path):
         return STDOUT
-    return os.path.realpath(path) if os.path.islink(path) else path
+    if not os.path.islink(path):
+        return path
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = None  # dangling (or a loop, refused by check_output)
+    if mode is not None and not stat.S_ISREG(mode):
+        return path  # e.g. /dev/stderr -> /proc/self/fd/2 -> a pipe: written in place
+    return os.path.realpath(path)
 
 
 def check_output(path, inputs=(), option: str = "-o/--output") -> None:
@@ -97,6 +105,13 @@ def check_output(path, inputs=(), option: str = "-o/--output") -> None:
         raise InputError(f"{option}: the file name is empty")
     if raw.endswith(("/", os.sep)) or os.path.isdir(raw):
         raise InputError(f"{option} {raw}: is a folder; give a file name (e.g. {raw.rstrip('/')}/out.json)")
+    if os.path.islink(raw):
+        try:
+            os.path.realpath(raw, strict=True)
+        except FileNotFoundError:
+            pass  # dangling: its target is created
+        except OSError as exc:
+            raise InputError(f"{option} {raw}: cannot follow the symlink ({exc.strerror})") from None
     target = resolve_output(raw)
     if target == STDOUT:
         return
@@ -136,7 +151,19 @@ def _write_in_place(path: str, data: bytes) -> None:
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path``: atomically for a regular file (same-folder temporary
-    file + rename), in place for a FIFO or a character device, following symlinks."""
+    file + rename), in place for a FIFO or a character device, following symlinks.
+
+    An ``OSError`` names ``path`` as given, never the temporary file.
+    """
+    try:
+        _write(path, data)
+    except OSError as exc:
+        if isinstance(exc, BrokenPipeError) and resolve_output(path) == STDOUT:
+            raise
+        raise type(exc)(exc.errno, exc.strerror or str(exc), os.fspath(path)) from None
+
+
+def _write(path, data: bytes) -> None:
     target = resolve_output(path)
     if target == STDOUT:
         _write_stdout(data)

@@ -26,6 +26,7 @@ from eexit_cli.errors import InputError
 FORMAT = "eexit.exits/v1"
 CHUNK_BYTES = 32 * 2**20  # class outputs read per chunk (working copy)
 PROB_SUM_TOL = 1e-3
+MAX_EXPANSION = 1000  # declared dataset size / file size above which the file is damaged
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,13 @@ def _attr_str(value) -> str:
     return str(value)
 
 
+def _key(name) -> str:
+    """A dataset name for a message (names that are not UTF-8 shown escaped)."""
+    if isinstance(name, bytes):
+        return name.decode("utf-8", "backslashreplace")
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _open(path: str):
     import h5py
 
@@ -102,12 +110,27 @@ def _open(path: str):
 def _dataset(f, name: str, path: str):
     import h5py
 
-    obj = f.get(name)
-    if obj is None:
+    if name not in f:  # the link; opening the object below reports a damaged header
         return None
+    obj = f[name]
     if not isinstance(obj, h5py.Dataset):
         raise InputError(f"{path}: /{name} is a group, expected a dataset")
     return obj
+
+
+def _check_plausible_size(ds, path: str, name: str) -> None:
+    """Refuse a dataset whose declared size the file cannot hold, before reading it.
+
+    A damaged header can declare a shape of billions of samples; reading it would
+    allocate and iterate without bound. Real data compresses far less than 1000x.
+    """
+    declared = int(np.prod(ds.shape, dtype=object)) * ds.dtype.itemsize
+    limit = MAX_EXPANSION * max(os.path.getsize(path), 1) + 2**20
+    if declared > limit:
+        raise InputError(
+            f"{path}: /{name} declares shape {ds.shape} ({declared:,} bytes) but the file has only "
+            f"{os.path.getsize(path):,} bytes; the file is damaged or its data was never written"
+        )
 
 
 def _read_all(ds, path: str, name: str) -> np.ndarray:
@@ -149,6 +172,10 @@ def read_exits(path: str | os.PathLike, confidence: str | None = None, chunk_byt
             return _read(f, path, confidence, chunk_bytes)
         except (OSError, RuntimeError) as exc:
             raise InputError(f"{path}: cannot read the file ({exc}); is it truncated?") from None
+        except (KeyError, UnicodeError) as exc:
+            # h5py reports damaged object headers and undecodable names this way
+            detail = exc.args[0] if exc.args else type(exc).__name__
+            raise InputError(f"{path}: damaged HDF5 file ({detail}); was it written completely?") from None
 
 
 def _read(f, path, confidence, chunk_bytes) -> ExitOutputs:
@@ -157,7 +184,7 @@ def _read(f, path, confidence, chunk_bytes) -> ExitOutputs:
         raise InputError(f"{path}: root attribute format is {_attr_str(fmt)!r}, expected {FORMAT!r}")
     present = [n for n in ("logits", "probs", "scores") if _dataset(f, n, path) is not None]
     if not present:
-        have = ", ".join("/" + k for k in f.keys()) or "nothing"
+        have = ", ".join("/" + _key(k) for k in f.keys()) or "nothing"
         raise InputError(
             f"{path}: no /logits, /probs or /scores dataset (found {have}); exactly one is required"
         )
@@ -196,6 +223,7 @@ def _read_labels(f, path, n_samples, required):
         return None
     if ds.ndim != 1:
         raise InputError(f"{path}: /labels must have shape (M,), got {ds.shape}")
+    _check_plausible_size(ds, path, "labels")
     if ds.dtype.kind not in "iu":
         raise InputError(f"{path}: /labels must hold integers, got dtype {ds.dtype}")
     if ds.shape[0] != n_samples:
@@ -212,6 +240,7 @@ def _read_scores(f, path, confidence):
     if ds.dtype.kind != "f":
         raise InputError(f"{path}: /scores must be floating point, got dtype {ds.dtype}")
     n, m = ds.shape
+    _check_plausible_size(ds, path, "scores")
     if n < 2:
         raise InputError(f"{path}: /scores has {n} exit(s); an early-exit model needs at least 2")
     if m == 0:
@@ -221,6 +250,7 @@ def _read_scores(f, path, confidence):
         raise InputError(f"{path}: /scores needs /correct (N, M) 0/1, which is missing")
     if cds.shape != ds.shape:
         raise InputError(f"{path}: /correct has shape {cds.shape}, expected {ds.shape} like /scores")
+    _check_plausible_size(cds, path, "correct")
     scores = _read_all(ds, path, "scores").astype(np.float64)
     _check_finite(scores, path, "scores")
     correct_raw = _read_all(cds, path, "correct")
@@ -256,6 +286,7 @@ def _read_class_outputs(f, path, variant, confidence, chunk_bytes):
     if ds.dtype.kind != "f":
         raise InputError(f"{path}: /{variant} must be floating point (float16/32/64), got dtype {ds.dtype}")
     n, m, c = ds.shape
+    _check_plausible_size(ds, path, variant)
     if n < 2:
         raise InputError(f"{path}: /{variant} has {n} exit(s); an early-exit model needs at least 2")
     if m == 0:

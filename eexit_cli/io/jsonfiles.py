@@ -83,11 +83,20 @@ def load_json(path: str | os.PathLike, what: str) -> dict:
         raise InputError(f"{path}: not a JSON {what} file (not UTF-8 text)") from None
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    except RecursionError:
+        raise InputError(f"{path}: JSON nested too deeply to be a {what} file") from None
+    except ValueError as exc:  # e.g. an integer literal of thousands of digits
+        raise InputError(f"{path}: not a usable JSON {what} file ({exc})") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a JSON object for a {what} file, got {type(data).__name__}")
     return data
+
+
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _require(data: dict, key: str, path: str, what: str):
@@ -104,8 +113,11 @@ def _check_format(data: dict, expected: str, path: str, what: str) -> None:
 
 def _float(value, path: str, key: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InputError(f"{path}: {key} must be a number, got {value!r}")
-    value = float(value)
+        raise InputError(f"{path}: {key} must be a number, got {_short(value)}")
+    try:
+        value = float(value)
+    except OverflowError:
+        raise InputError(f"{path}: {key} is too large ({len(str(value))} digits)") from None
     if not math.isfinite(value):
         raise InputError(f"{path}: {key} must be finite, got {value!r}")
     return value
