@@ -86,6 +86,15 @@ def output_option(help_text: str = "Write the JSON here ('-' = stdout). Default:
     )
 
 
+def ignore_index_option(func):
+    """The shared ``--ignore-index`` option (samples with this label are left out)."""
+    return click.option(
+        "--ignore-index", "ignore_index", type=int, default=None, metavar="LABEL",
+        help="Leave out samples whose label is LABEL (e.g. -100, the PyTorch/Hugging Face "
+             "label of padding tokens). Needs /labels in SPLIT.",
+    )(func)
+
+
 def check_output_target(output: str | None, inputs=(), *, to_stdout: bool | None = None,
                         option: str = "-o/--output") -> None:
     """Refuse, before any work, an output that would destroy an input or cannot be written,

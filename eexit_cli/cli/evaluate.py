@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 
 import click
 from rich.table import Table
 
+from eexit_cli.api.evaluation import BudgetError, TailError, evaluate_sets
 from eexit_cli.cli.common import (
     CONTEXT_SETTINGS,
     check_output_target,
@@ -15,15 +15,12 @@ from eexit_cli.cli.common import (
     ExitCode,
     get_state,
     global_options,
+    ignore_index_option,
     stdout_is_terminal,
     write_json_output,
 )
-from eexit_cli.core.latency import parse_budget, parse_fraction
-from eexit_cli.core.report import evaluation_entry, evaluation_report
-from eexit_cli.core.tail import TailBudget, parse_tail
-from eexit_cli.errors import InputError
+from eexit_cli.core.latency import parse_fraction
 from eexit_cli.io.isolated import read_exits_isolated as read_exits
-from eexit_cli.io.agreement import check_exit_names, unit_factor
 from eexit_cli.io.atomic import STDOUT, resolve_output
 from eexit_cli.io.jsonfiles import FRONTIER_FORMAT, read_latency, read_thresholds_or_frontier
 
@@ -33,24 +30,6 @@ def _fmt(x, digits=4) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "-"
     return f"{x:.{digits}g}"
-
-
-def _tuning_fields(ts) -> dict:
-    """What the thresholds file recorded about its tuning, for the report entry."""
-    out = {}
-    tuning = ts.raw.get("tuning") if isinstance(ts.raw.get("tuning"), dict) else {}
-    if tuning:
-        out["method"] = tuning.get("method")
-        out["tuning_accuracy"] = tuning.get("accuracy")
-        out["tuning_mean_latency"] = tuning.get("mean_latency")
-    guarantee = tuning.get("guarantee") if tuning else None
-    if isinstance(guarantee, dict):
-        out["certified"] = {
-            "level": guarantee.get("level"),
-            "upper_bound": guarantee.get("upper_bound"),
-            "bound": guarantee.get("bound"),
-        }
-    return out
 
 
 def _table(reports: list[dict], unit: str, console) -> None:
@@ -144,9 +123,10 @@ def _table(reports: list[dict], unit: str, console) -> None:
               help="Also write the JSON report to this file (atomically; '-' = stdout).")
 @click.option("--plot", "plot_path", type=click.Path(), default=None, metavar="FILE.png",
               help="Draw accuracy against mean latency (needs the 'plot' extra).")
+@ignore_index_option
 @global_options
 def evaluate(split, thresholds, budget_text, latency_path, tolerance_text, min_accuracy_text,
-             tail_texts, allow_renamed_exits, as_json, output, plot_path):
+             tail_texts, allow_renamed_exits, as_json, output, plot_path, ignore_index):
     """Replay thresholds on a split and check the latency budget.
 
     SPLIT is an exit-outputs HDF5 file (usually the test split); THRESHOLDS is the
@@ -199,74 +179,19 @@ def evaluate(split, thresholds, budget_text, latency_path, tolerance_text, min_a
             param_hint="--budget",
         )
     latency_override = read_latency(latency_path) if latency_path else None
-    # every latency in the report is in one unit: the override's, else the first file's
-    unit = (latency_override or sets[0][1].latency).unit
-    unit_source = latency_path or str(sets[0][0])
-
-    cache: dict[str, object] = {}
-    reports = []
-    for path, ts in sets:
-        latency = latency_override or ts.latency
-        lat_source = latency_path or str(path)
-        if latency.n_exits != ts.n_exits:
-            raise InputError(
-                f"{latency_path}: the latency profile has {latency.n_exits} exits but the thresholds "
-                f"in {path} are for {ts.n_exits} exits (N disagrees)"
-            )
-        # the budget is in the unit of the profile stored with the thresholds
-        factor = unit_factor(f"the budget in {path}", ts.latency.unit, unit_source, unit)
-        costs = [float(Fraction(float(d)) * unit_factor(lat_source, latency.unit, unit_source, unit))
-                 for d in latency.per_exit]
-        if budget_text is not None:
-            try:
-                budget = parse_budget(budget_text, costs, unit, "--budget")
-            except ValueError as exc:
-                raise click.BadParameter(str(exc), param_hint="--budget") from None
-        else:
-            budget = None if ts.budget is None else float(Fraction(ts.budget) * factor)
-        if tail_texts:
-            try:
-                tails = [parse_tail(t, costs, unit) for t in tail_texts]
-            except ValueError as exc:
-                raise click.BadParameter(str(exc), param_hint="--tail") from None
-        else:
-            tails = [TailBudget(tb.level, float(Fraction(tb.latency) * factor)) for tb in ts.tail]
-        if ts.confidence not in cache:
-            cache[ts.confidence] = read_exits(split, confidence=ts.confidence)
-        outputs = cache[ts.confidence]
-        if outputs.n_exits != ts.n_exits:
-            raise InputError(
-                f"{split}: has {outputs.n_exits} exits but {path} holds thresholds for "
-                f"{ts.n_exits} exits (N disagrees)"
-            )
-        check_exit_names(
-            [(str(split), outputs.exit_names if outputs.names_given else None),
-             (str(path), ts.exit_names),
-             (f"the latency profile in {path}", ts.latency.exit_names),
-             (str(latency_path), latency_override.exit_names if latency_override else None)],
-            allow_renamed_exits,
-        )
-        names = (outputs.exit_names if outputs.names_given else None) or ts.exit_names or outputs.exit_names
-        try:
-            report = evaluation_entry(outputs.scores, outputs.correct, ts.thresholds, costs,
-                                      budget=budget, tolerance=tolerance, min_accuracy=min_accuracy,
-                                      exit_names=names, unit=unit, tail=tails)
-        except ValueError as exc:
-            raise InputError(f"{path}: {exc}") from None
-        report["confidence"] = ts.confidence
-        report["thresholds_file"] = str(path)
-        report.update(_tuning_fields(ts))
-        reports.append(report)
-
-    first = next(iter(cache.values()))
-    result = evaluation_report(
-        reports,
-        split=str(split),
-        thresholds_files=[str(p) for p in thresholds],
-        samples=first.n_samples,
-        confidence=first.confidence,
-        unit=unit,
-    )
+    try:
+        evaluation = evaluate_sets(
+            split, sets, latency=latency_override, latency_source=latency_path, budget=budget_text,
+            tolerance=tolerance, min_accuracy=min_accuracy, ignore_index=ignore_index,
+            thresholds_files=list(thresholds), allow_renamed_exits=allow_renamed_exits,
+            reader=read_exits, tail=list(tail_texts) if tail_texts else None)
+    except BudgetError as exc:
+        raise click.BadParameter(str(exc), param_hint="--budget") from None
+    except TailError as exc:
+        raise click.BadParameter(str(exc), param_hint="--tail") from None
+    result = evaluation.report
+    reports = result["entries"]
+    unit = result["unit"]
     passed = result["passed"]
 
     if plot_path is not None:

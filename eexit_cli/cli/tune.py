@@ -3,37 +3,28 @@
 from __future__ import annotations
 
 import math
-import time
 
 import click
-import numpy as np
 from rich.table import Table
 
+from eexit_cli.api.tuning import check_calibration, check_tuning_inputs, feasible_hint, tune_outputs
 from eexit_cli.cli.common import (
     CONTEXT_SETTINGS,
     EXIT_CODES_HELP,
     check_output_target,
     get_state,
     global_options,
+    ignore_index_option,
     output_option,
     progress,
     write_json_output,
 )
-from eexit_cli.core.replay import replay
 from eexit_cli.core.latency import MAX_BUDGETS, increasing_warning, parse_budgets, parse_fraction, parse_level
 from eexit_cli.core.tail import parse_tail
-from eexit_cli.errors import InfeasibleBudgetError, InputError
-from eexit_cli.io.agreement import check_exit_names
 from eexit_cli.io.isolated import read_exits_isolated as read_exits
-from eexit_cli.io.jsonfiles import (
-    FRONTIER_FORMAT,
-    latency_from_costs,
-    read_latency,
-    thresholds_to_dict,
-)
+from eexit_cli.io.jsonfiles import latency_from_costs, read_latency
 
 METHODS = ("ippp", "heuristic", "single")
-MIN_SAMPLES_PER_EXIT = 10
 MAX_ITERATIONS = 1_000_000  # --T and --J
 MAX_PARAMETER = 1e12  # --k, --gamma, --mu, --eta, --beta
 
@@ -54,26 +45,8 @@ def _parse_costs(text: str) -> list[float]:
         ) from None
 
 
-def _without_timings(obj):
-    """A copy of ``obj`` without wall-clock ``seconds`` fields (for byte-identical output)."""
-    if isinstance(obj, dict):
-        return {k: _without_timings(v) for k, v in obj.items() if k != "seconds"}
-    if isinstance(obj, list):
-        return [_without_timings(v) for v in obj]
-    return obj
-
-
 def _given(ctx: click.Context, name: str) -> bool:
     return ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
-
-
-def _feasible_hint(budget_texts, costs, unit: str) -> str:
-    """The smallest feasible budget, also as a percentage of d_N when the user wrote one."""
-    low = float(np.min(costs))
-    text = f"the smallest feasible budget is {low:.6g} {unit}"
-    if any("%" in t for t in budget_texts):
-        text += f" ({100 * low / float(costs[-1]):.4g}% of the last exit's cost)"
-    return text
 
 
 def _summary(console, entries: list[dict], unit: str, exit_names: list[str]) -> None:
@@ -181,6 +154,7 @@ def _summary(console, entries: list[dict], unit: str, exit_names: list[str]) -> 
 @click.option("--jobs", type=click.IntRange(min=1), default=None, metavar="N",
               help="Processes for a frontier (several budgets); each solves a run of neighbouring "
                    "budgets. [default: the CPU cores available]")
+@ignore_index_option
 @click.option("--allow-renamed-exits", is_flag=True,
               help="Accept a latency profile whose exit_names differ from SPLIT's (the exits are "
                    "still matched by position). Without it, differing names stop the command.")
@@ -199,7 +173,8 @@ def _summary(console, entries: list[dict], unit: str, exit_names: list[str]) -> 
 @global_options
 def tune(split, latency_path, costs_text, unit, budget_texts, tail_texts, min_accuracy_text,
          max_drop_text, output, confidence, method, polish, guarantee_text, calibration_fraction,
-         bound_name, seed, jobs, allow_renamed_exits, no_timings, k, T, J, gamma, mu, eta, beta):
+         bound_name, seed, jobs, ignore_index, allow_renamed_exits, no_timings, k, T, J, gamma, mu,
+         eta, beta):
     """Tune exit thresholds on a validation split for a latency budget or an accuracy target.
 
     Maximises the accuracy of early-exit inference on SPLIT (an exit-outputs HDF5
@@ -222,8 +197,6 @@ def tune(split, latency_path, costs_text, unit, budget_texts, tail_texts, min_ac
       eexit tune val.h5 --latency latency.json --min-accuracy 97% -o fastest.json
       eexit tune val.h5 --latency latency.json --max-drop 0.5% --tail p99:80%
     """
-    from eexit_cli.core.tuner import tune as tune_thresholds
-
     state = get_state()
     ctx = click.get_current_context()
     target_given = min_accuracy_text is not None or max_drop_text is not None
@@ -291,162 +264,30 @@ def tune(split, latency_path, costs_text, unit, budget_texts, tail_texts, min_ac
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--tail") from None
 
-    outputs = read_exits(split, confidence=confidence)
-    if outputs.n_exits != latency.n_exits:
-        raise InputError(
-            f"{source}: the latency profile has {latency.n_exits} exits but {split} has "
-            f"{outputs.n_exits} (N disagrees)"
-        )
-    check_exit_names([(str(split), outputs.exit_names if outputs.names_given else None),
-                      (str(source), latency.exit_names)], allow_renamed_exits)
-    min_samples = MIN_SAMPLES_PER_EXIT * outputs.n_exits
-    if outputs.n_samples < min_samples:
-        raise InputError(
-            f"{split}: {outputs.n_samples} samples are too few to tune {outputs.n_exits} exits on; "
-            f"use a validation split of at least {min_samples} samples"
-        )
+    outputs = read_exits(split, confidence=confidence, ignore_index=ignore_index)
+    check_tuning_inputs(outputs, latency, source, allow_renamed_exits)
     if level is not None:
-        n_cal = int(round(cal_fraction * outputs.n_samples))
-        for part, n in (("calibration", n_cal), ("tuning", outputs.n_samples - n_cal)):
-            if n < min_samples:
-                raise click.BadParameter(
-                    f"{calibration_fraction} of {outputs.n_samples} samples leaves {n} for the {part} "
-                    f"part; each part needs at least {min_samples} ({MIN_SAMPLES_PER_EXIT} per exit)",
-                    param_hint="--calibration-fraction",
-                )
+        try:
+            check_calibration(outputs.n_samples, outputs.n_exits, cal_fraction, calibration_fraction)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--calibration-fraction") from None
     warn = increasing_warning(latency.per_exit)
     if warn and not state.quiet:
         state.err.print(f"[yellow]warning[/]: {source}: {warn}", highlight=False, soft_wrap=True)
-    names = outputs.exit_names if outputs.names_given else latency.exit_names
-
-    def box(scores):
-        # a /scores file has no known range: take it from the samples being tuned on
-        # (only the tuning part under --guarantee); equal scores leave the tuner's default
-        if outputs.variant != "scores":
-            return outputs.score_range
-        lo, hi = float(scores.min()), float(scores.max())
-        return (lo, hi) if lo < hi else None
-
-    def target_of(correct):
-        if max_drop is None:
-            return min_accuracy
-        return max(0.0, float(np.mean(correct[-1])) - max_drop)
-
-    def solve(scores, correct, budget, init=None, progress_cb=None, tail=None, min_accuracy=None):
-        tail = tails if tail is None else tail
-        if target_given:
-            from eexit_cli.core.target import tune_fastest
-
-            target = target_of(correct) if min_accuracy is None else min_accuracy
-            return tune_fastest(scores, correct, latency.per_exit, target, tail=tail, method=method,
-                                score_range=box(scores), polish=polish, progress=progress_cb,
-                                **params)
-        return tune_thresholds(scores, correct, latency.per_exit, budget, tail=tail, method=method,
-                               score_range=box(scores), polish=polish, init=init,
-                               progress=progress_cb, **params)
-
-    entries = []
-    skipped = []
-
-    def add_entry(budget, tuning, thresholds):
-        hard = replay(outputs.scores, outputs.correct, thresholds, latency.per_exit)
-        tuning["split"] = str(split)
-        tuning["samples"] = outputs.n_samples
-        tuning["accuracy"] = hard.accuracy
-        tuning["mean_latency"] = hard.mean_latency
-        tuning["per_exit_fraction"] = [float(f) for f in hard.fraction]
-        extra = {} if names is None else {"exit_names": list(names)}
-        if tails:
-            extra["tail"] = [tb.to_dict() for tb in tails]
-        if target_given:
-            extra["min_accuracy"] = (tuning.get("params") or {}).get("min_accuracy")
-        entries.append(thresholds_to_dict(thresholds, outputs.confidence, budget, latency,
-                                          **extra, tuning=tuning))
-        for w in tuning.get("warnings", []) or []:
-            if not state.quiet and w != warn:
-                state.err.print(f"[yellow]warning[/]: {w}", highlight=False, soft_wrap=True)
-
     with progress("tuning", total=len(budgets)) as bar:
-        if level is None and len(budgets) > 1:
-            from eexit_cli.core.frontier import available_cores, tune_frontier
-
-            # budgets below the cheapest exit cannot be met: listed, not tuned
-            d_min = float(np.min(latency.per_exit))
-            feasible = [b for b in budgets if b >= d_min]
-            for b in budgets:
-                if b < d_min:
-                    skipped.append({"budget": b, "reason": (
-                        f"budget {b:.6g} is below the smallest achievable mean latency {d_min:.6g} "
-                        f"(every sample leaving at exit {int(np.argmin(latency.per_exit)) + 1}), "
-                        "in the unit of the costs")})
-            results = tune_frontier(outputs.scores, outputs.correct, latency.per_exit, feasible,
-                                    jobs=jobs or available_cores(), method=method,
-                                    score_range=box(outputs.scores), polish=polish,
-                                    tail=tails or None,
-                                    progress=lambda done, _total: bar(done), **params) if feasible else []
-            for budget, res in zip(feasible, results):
-                add_entry(budget, res.to_dict(), res.thresholds)
-        else:
-            prev = None
-            for i, budget in enumerate(budgets):
-                started = time.perf_counter()
-                try:
-                    if level is not None:
-                        from eexit_cli.core.guarantee import certify
-
-                        kwargs = {} if bound_name is None else {"bound": bound_name}
-                        if tails:
-                            kwargs["tail"] = tails
-                        if target_given:
-                            kwargs["min_accuracy"] = min_accuracy
-                            kwargs["max_drop"] = max_drop
-                        g = certify(outputs.scores, outputs.correct, latency.per_exit, budget,
-                                    level=level,
-                                    tune_fn=lambda s, c, d, b, init=None, **lim: solve(s, c, b, init=init, **lim),
-                                    calibration_fraction=cal_fraction, seed=seed, **kwargs)
-                        res = g.tune_result
-                        tuning = res.to_dict()
-                        tuning["guarantee"] = {k: v for k, v in g.to_dict().items() if k != "tune_result"}
-                        tuning["seconds"] = time.perf_counter() - started
-                        thresholds = g.thresholds
-                    else:
-                        res = solve(outputs.scores, outputs.correct, budget,
-                                    init=prev if len(budgets) > 1 else None)
-                        tuning = res.to_dict()
-                        thresholds = res.thresholds
-                except InfeasibleBudgetError as exc:
-                    if budget is None:
-                        raise
-                    if len(budgets) == 1:
-                        raise InfeasibleBudgetError(
-                            f"{exc}; {_feasible_hint(budget_texts, latency.per_exit, latency.unit)}"
-                        ) from None
-                    skipped.append({"budget": budget, "reason": str(exc)})
-                    bar(i + 1)
-                    continue
-                prev = thresholds
-                add_entry(budget, tuning, thresholds)
-                bar(i + 1)
-
-    hint = _feasible_hint(budget_texts, latency.per_exit, latency.unit)
-    if not entries:
-        raise InfeasibleBudgetError(
-            f"none of the {len(budgets)} budgets can be met ({skipped[0]['reason']}); {hint}"
-        )
-    if len(budgets) == 1:
-        result = entries[0]
-    else:
-        result = {
-            "format": FRONTIER_FORMAT,
-            "confidence": outputs.confidence,
-            "split": str(split),
-            "budgets": [e["budget"] for e in entries],
-            "entries": entries,
-        }
-        if skipped:
-            result["skipped"] = skipped
-    if no_timings:
-        result = _without_timings(result)
+        tuned = tune_outputs(outputs, latency, budgets, method=method, polish=polish, guarantee=level,
+                             calibration_fraction=cal_fraction if level is not None else 0.3,
+                             bound=bound_name, seed=seed, params=params, latency_source=source,
+                             allow_renamed_exits=allow_renamed_exits,
+                             percent_hint=any("%" in t for t in budget_texts), progress=bar,
+                             tail=tails, min_accuracy=min_accuracy, max_drop=max_drop, jobs=jobs)
+    if not state.quiet:
+        for w in tuned.warnings:
+            if not w.endswith(warn or "\0"):
+                state.err.print(f"[yellow]warning[/]: {w}", highlight=False, soft_wrap=True)
+    entries, skipped = tuned.entries, tuned.skipped
+    result = tuned.to_dict(timings=not no_timings)
+    hint = feasible_hint(latency.per_exit, latency.unit, any("%" in t for t in budget_texts))
     write_json_output(result, output)
     if skipped:
         listed = ", ".join(f"{s['budget']:.6g}" for s in skipped[:8]) + (", ..." if len(skipped) > 8 else "")

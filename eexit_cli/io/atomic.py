@@ -15,12 +15,14 @@ folder, a name too long, a missing folder) is refused before any time is spent.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
 import sys
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 from eexit_cli.errors import InputError
 
@@ -171,17 +173,36 @@ def _write(path, data: bytes) -> None:
     if os.path.exists(target) and not stat.S_ISREG(os.stat(target).st_mode):
         _write_in_place(target, data)
         return
-    target_path = Path(target)
+    with atomic_target(target) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+
+
+@contextlib.contextmanager
+def atomic_target(path: str | os.PathLike) -> Iterator[str]:
+    """Yield a temporary path in ``path``'s folder; rename it onto ``path`` on success.
+
+    The caller writes the whole file at the yielded path (with any library, e.g.
+    h5py). When the block ends without error, the file is flushed to disk, given
+    the permissions of the file it replaces (or the umask's) and renamed onto
+    ``path`` (a symlink's target, when ``path`` is a symlink) in one step; when it
+    raises, the temporary file is removed and ``path`` is untouched.
+    """
+    path = os.fspath(path)
+    target_path = Path(os.path.realpath(path) if os.path.islink(path) else path)
     folder = target_path.parent if str(target_path.parent) else Path(".")
     if not folder.is_dir():
         raise FileNotFoundError(f"{path}: folder {folder} does not exist")
     # a short temporary name, so that a target name near the length limit still works
     fd, tmp = tempfile.mkstemp(prefix=f".{target_path.name[:32]}.", suffix=".tmp", dir=folder)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         if target_path.exists():
             # keep the permissions of the file being replaced
             os.chmod(tmp, target_path.stat().st_mode & 0o7777)

@@ -26,11 +26,11 @@ from eexit_cli.io.exits import ExitOutputs, read_exits
 _ARRAYS = ("scores", "correct", "labels")
 
 
-def _child(conn, path, confidence) -> None:
+def _child(conn, path, confidence, ignore_index) -> None:
     # the parent answers Ctrl-C; the child just stops when killed
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        out = read_exits(path, confidence=confidence)
+        out = read_exits(path, confidence=confidence, ignore_index=ignore_index)
         # the arrays go as raw bytes after a small header: no pickled copies of them
         arrays = {k: np.ascontiguousarray(getattr(out, k)) for k in _ARRAYS if getattr(out, k) is not None}
         header = {f.name: getattr(out, f.name) for f in dataclasses.fields(out) if f.name not in arrays}
@@ -64,15 +64,15 @@ def _receive_outputs(conn, header: dict) -> ExitOutputs:
     return ExitOutputs(**header, **arrays)
 
 
-def read_exits_isolated(path, confidence: str | None = None) -> ExitOutputs:
+def read_exits_isolated(path, confidence: str | None = None, ignore_index: int | None = None) -> ExitOutputs:
     """:func:`eexit_cli.io.exits.read_exits` in a child process (see the module docstring)."""
     try:
         ctx = multiprocessing.get_context("fork")
     except ValueError:
-        return read_exits(path, confidence=confidence)
+        return read_exits(path, confidence=confidence, ignore_index=ignore_index)
     path = os.fspath(path)
     receive, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_child, args=(send, path, confidence), daemon=True)
+    child = ctx.Process(target=_child, args=(send, path, confidence, ignore_index), daemon=True)
     child.start()
     send.close()
     try:

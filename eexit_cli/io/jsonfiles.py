@@ -27,6 +27,8 @@ FRONTIER_FORMAT = "eexit.frontier/v1"
 
 @dataclass(frozen=True)
 class LatencyProfile:
+    """Per-exit latency (or cost) ``d_1 .. d_N`` in ``unit``, with the file's other keys."""
+
     per_exit: np.ndarray  # d_1..d_N, positive, finite
     unit: str
     extra: dict = field(default_factory=dict)  # every other key, kept as read
@@ -156,6 +158,7 @@ def latency_from_dict(data: dict, path: str = "<latency>") -> LatencyProfile:
 
 
 def read_latency(path: str | os.PathLike) -> LatencyProfile:
+    """Read a latency profile file (``eexit.latency/v1``, written by ``eexit profile``)."""
     path = os.fspath(path)
     return latency_from_dict(load_json(path, "latency profile"), path)
 
