@@ -204,3 +204,26 @@ def test_info_on_reference_models_suggests_a_distinct_sweep(runner, refdata, tmp
         entries = json.loads(out.read_text())["entries"]
         keys = {(e["tuning"]["accuracy"], e["tuning"]["mean_latency"]) for e in entries}
         assert len(keys) == len(entries) == b["suggested"]["count"]
+
+
+# ------------------------------------------------------------------- library
+def test_library_tune_and_evaluate_take_tails_and_targets(val, test_split, tmp_path):
+    import eexit_cli
+
+    with pytest.raises(ValueError, match="take no budget"):
+        eexit_cli.tune(val, COSTS, "50%", min_accuracy=0.5)
+    with pytest.raises(ValueError, match="not both"):
+        eexit_cli.tune(val, COSTS, min_accuracy=0.5, max_drop="1%")
+    with pytest.raises(ValueError, match="give a budget, a tail budget or an accuracy target"):
+        eexit_cli.tune(val, COSTS)
+    tuned = eexit_cli.tune(val, COSTS, ["40%", "60%"], tail=["90%:70%"], jobs=1)
+    outputs = read_exits(val)
+    for entry in tuned.entries:
+        rep = replay(outputs.scores, outputs.correct, entry["thresholds"], COSTS)
+        assert TailBudget(0.9, 3.5).holds(np.asarray(COSTS)[rep.exit_index])
+        assert rep.mean_latency <= entry["budget"]
+    tuned.save(tmp_path / "f.json")
+    ev = eexit_cli.evaluate(test_split, tmp_path / "f.json")
+    assert all(len(e["tail"]) == 1 and e["tail"][0]["latency"] == 3.5 for e in ev.entries)
+    with pytest.raises(ValueError, match="not P:X"):
+        eexit_cli.evaluate(test_split, tmp_path / "f.json", tail="95%")
