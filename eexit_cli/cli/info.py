@@ -10,12 +10,13 @@ from eexit_cli.cli.common import (
     EXIT_CODES_HELP,
     get_state,
     global_options,
+    ignore_index_option,
     progress,
     stdout_is_terminal,
     write_json_output,
 )
 from eexit_cli.errors import InputError
-from eexit_cli.io.exits import read_exits
+from eexit_cli.io.isolated import read_exits_isolated as read_exits
 from eexit_cli.io.jsonfiles import latency_from_costs, read_latency
 
 INFO_FORMAT = "eexit.info/v1"
@@ -68,8 +69,9 @@ def _table(info: dict, unit: str | None, names: list[str], console) -> None:
                                  "[default: max_softmax; a /scores file brings its own].")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the JSON summary on stdout (the default when stdout is not a terminal).")
+@ignore_index_option
 @global_options
-def info(split, latency_path, costs_text, unit, confidence, as_json):
+def info(split, latency_path, costs_text, unit, confidence, as_json, ignore_index):
     """Show what a split allows before tuning: exits, oracle, useful budgets.
 
     For every exit of SPLIT (an exit-outputs HDF5 file): its accuracy if it
@@ -101,7 +103,7 @@ def info(split, latency_path, costs_text, unit, confidence, as_json):
         from eexit_cli.cli.tune import _parse_costs
 
         latency = latency_from_costs(_parse_costs(costs_text), unit)
-    outputs = read_exits(split, confidence=confidence)
+    outputs = read_exits(split, confidence=confidence, ignore_index=ignore_index)
     if latency is not None and latency.n_exits != outputs.n_exits:
         raise InputError(
             f"{latency_path or '--costs'}: the latency profile has {latency.n_exits} exits but "
