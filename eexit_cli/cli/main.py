@@ -118,10 +118,11 @@ def cli(ctx: click.Context) -> None:
 def _register() -> None:
     from eexit_cli.cli.check_cmd import check
     from eexit_cli.cli.evaluate import evaluate
+    from eexit_cli.cli.info import info
     from eexit_cli.cli.profile_cmd import profile
     from eexit_cli.cli.tune import tune
 
-    for command in (profile, tune, evaluate, check):
+    for command in (profile, info, tune, evaluate, check):
         cli.add_command(command)
 
 
