@@ -240,5 +240,6 @@ def test_frontier_entries_match_separate_runs(runner, val, latency_json, tmp_pat
         r = run(runner, ["tune", val, "--latency", lat, "--budget", repr(entry["budget"])])
         single = json.loads(r.stdout)
         assert single["budget"] == entry["budget"]
-        assert abs(single["tuning"]["accuracy"] - entry["tuning"]["accuracy"]) <= 0.005
+        # at most one sample of the 200 answered differently
+        assert abs(single["tuning"]["accuracy"] - entry["tuning"]["accuracy"]) * 200 <= 1 + 1e-9
         assert entry["tuning"]["mean_latency"] <= entry["budget"] + 1e-12

@@ -187,7 +187,8 @@ def test_float16_logits(exits_file, exit_data, measure):
     as_read = data.logits.astype(np.float16).astype(np.float64)
     probs = np.exp(as_read - as_read.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)
-    assert_allclose(out.scores, plain_measure(probs, measure), rtol=1e-12, atol=1e-12)
+    # exponentials in float32, sums in float64: about 1e-7 relative
+    assert_allclose(out.scores, plain_measure(probs, measure), rtol=5e-7, atol=5e-7)
     # and close to the float64 export, within float16's precision
     full = read_exits(exits_file("logits", data, name="f64.h5"), confidence=measure)
     assert_allclose(out.scores, full.scores, atol=0.05)

@@ -97,11 +97,8 @@ def test_pair_sweep_is_best_cell_of_its_grid(seed, pair):
     hp = HardProblem(scores, correct, costs, budget)
     st = hp.repair(np.full(4, 0.7))[0]
     i, j = pair
-    through = st._cache["reach"][i].copy()
-    for n in range(i + 1, j):
-        through &= hp._ranks[n] <= st.index[n]
-    gi = hp._grid(i, int(st.index[i]), st._cache["reach"][i], 3, 6, 0)[0]
-    gj = hp._grid(j, int(st.index[j]), through, 3, 6, 0)[0]
+    gi, gj = hp.pair_grids(st, i, j, local=3, coarse=6, exhaustive=0)
+    assert gi.size < hp.n_candidates(i) and gj.size < hp.n_candidates(j)
     best = st
     for a in gi:
         for b in gj:
@@ -280,3 +277,28 @@ def test_reference_models_meet_budget_and_match_paper(name):
         assert res.mean_latency <= budget
         # the paper's own iPPP, rounded to 4 digits in its file
         assert res.accuracy >= float(row["ippp_val_acc"]) - 5e-5
+
+
+# ------------------------------------------------------------------ frontier
+def test_frontier_on_two_processes_matches_its_runs_done_in_order():
+    from eexit_cli.core.frontier import tune_frontier
+
+    scores, correct, costs = _problem(4, 300, 11)
+    budgets = list(costs[0] + np.linspace(0.2, 0.8, 5) * (costs[-1] - costs[0]))
+    two = tune_frontier(scores, correct, costs, budgets, jobs=2, T=20)
+    assert [r.budget for r in two] == budgets
+    # runs of neighbours: [b0, b1, b2] and [b3, b4], each warm-started in order
+    prev = None
+    for k, b in enumerate(budgets):
+        if k == 3:
+            prev = None
+        ref = tune(scores, correct, costs, b, init=prev, T=20)
+        prev = ref.thresholds
+        assert_allclose(two[k].thresholds, ref.thresholds, rtol=0, atol=0)
+        assert replay(scores, correct, two[k].thresholds, costs).mean_latency <= b
+    one = tune_frontier(scores, correct, costs, budgets, jobs=1, T=20)
+    assert [r.params["init"] is None for r in one] == [True, False, False, False, False]
+    with pytest.raises(ValueError, match="sorted"):
+        tune_frontier(scores, correct, costs, budgets[::-1])
+    with pytest.raises(ValueError, match="jobs"):
+        tune_frontier(scores, correct, costs, budgets, jobs=0)

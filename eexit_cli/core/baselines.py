@@ -20,7 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import brentq
 
 from .exact import HardProblem
 from .replay import check_problem
@@ -91,6 +90,8 @@ def geometric_exit_fractions(costs, budget: float) -> tuple[np.ndarray, float]:
     elif f_hi == 0:
         log_q = hi
     else:
+        from scipy.optimize import brentq  # slow to import: only where a root is needed
+
         log_q = brentq(excess, lo, hi, xtol=1e-14)
     return fractions(log_q), float(np.exp(np.clip(log_q, -700.0, 700.0)))
 
@@ -141,14 +142,14 @@ def heuristic(scores, correct, costs, budget: float, *, hard: HardProblem | None
         ``info`` holds ``q`` and the target exit ``fractions``.
     """
     hard = _hard(scores, correct, costs, budget, hard)
-    s = hard.scores
-    n_exits, m = s.shape
-    fractions, q = geometric_exit_fractions(hard.costs, hard.budget)
+    n_exits, m = hard.n_exits, hard.n_samples
+    # without a mean-latency budget (tail budgets only) the rule starts from "spend
+    # everything" and the repair brings it within the tail budgets
+    fractions, q = geometric_exit_fractions(hard.costs, min(hard.budget, float(np.max(hard.costs))))
     thresholds = np.empty(n_exits - 1)
     undecided = np.arange(m)
     for n in range(n_exits - 1):
         values = hard._values[n]
-        cands = hard._cands[n]
         take = min(int(np.ceil(fractions[n] * m - 1e-9)), undecided.size)
         if take <= 0:
             k = values.size  # nobody leaves
@@ -158,7 +159,7 @@ def heuristic(scores, correct, costs, budget: float, *, hard: HardProblem | None
             # `take` samples leave (ties at the boundary leave together)
             kth = int(np.partition(ranks, ranks.size - take)[ranks.size - take])
             k = kth - 1
-        thresholds[n] = cands[k]
+        thresholds[n] = hard.candidate(n, k)
         leaves = hard._ranks[n, undecided] > k
         undecided = undecided[~leaves]
     return _finish(hard, thresholds, {"q": q, "fractions": [float(x) for x in fractions]})
@@ -174,7 +175,7 @@ def single(scores, correct, costs, budget: float, *, hard: HardProblem | None = 
     """
     hard = _hard(scores, correct, costs, budget, hard)
     ne = hard.n_exits - 1
-    u = np.unique(hard.scores[:ne])
+    u = np.unique(np.concatenate(hard._values))
     cands = HardProblem.candidates(u)
 
     def state(i):

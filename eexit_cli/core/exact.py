@@ -1,19 +1,40 @@
-"""Exact machinery on hard thresholds: repair to the budget and polish for accuracy.
+"""Exact machinery on hard thresholds: repair to the constraints and polish the objective.
 
 The smoothed problem (eqs. 9-10) only approximates hard early exit, so thresholds
 from the warm start or from Algorithm 1 may break the budget on the tuning split
 by a little and may leave accuracy on the table.  This module works on the hard
-rule itself (the one of :mod:`eexit_cli.core.replay`):
+rule itself (the one of :mod:`eexit_cli.core.replay`).
 
+The problem
+-----------
+Every sample ``m`` leaves at one exit ``e(m)``.  The constraints are ``R >= 1``
+linear rows of per-exit costs: row ``r`` is a vector ``c_r`` of shape ``(N,)``
+and holds when ``mean_m c_r[e(m)] <= b_r``.  Mean latency is the row
+``c = d`` with ``b = Gamma``; "the p-quantile of latency is at most X" is the
+row ``c_n = 1[d_n > X]`` with ``b = 1 - p``.  Bounds may be ``+inf`` (a row
+that is only measured).  Two objectives:
+
+* ``objective="accuracy"`` (default): maximise the number of correctly answered
+  samples ("hits"); ties go to the lower mean of row 0, then to the first
+  candidate found;
+* ``objective="cost"``: minimise the mean of row 0 subject to ``hits >=
+  min_hits`` (e.g. the fastest thresholds for a target accuracy); ties go to more
+  hits.
+
+``min_hits`` is accepted with either objective.  Every accepted state meets every
+constraint exactly: feasibility is decided on ``(counts / M) @ c_r``, the very
+expression :func:`~eexit_cli.core.replay.replay` computes for mean latency.
+
+Methods
+-------
 * :meth:`HardProblem.repair` moves every threshold down by the same amount, the
-  smallest that brings the hard mean latency within the budget (bisection on the
-  exact step function).
-* :meth:`HardProblem.polish` improves hard accuracy with exact moves that keep
-  the hard mean latency within the budget: one threshold at a time over every
-  distinct candidate, and two thresholds at once over a grid that is exhaustive
-  when the exits have few distinct scores, and otherwise combines full
-  resolution near the current values with quantiles of the samples reaching
-  each exit.
+  smallest that makes the state feasible (bisection; exact when the rows do not
+  decrease with the exit index, as latency does not).
+* :meth:`HardProblem.polish` improves the objective with exact moves that keep
+  every constraint: one threshold at a time over every distinct candidate, and
+  two thresholds at once over a grid that is exhaustive when the exits have few
+  distinct scores, and otherwise combines full resolution near the current
+  values with quantiles of the samples reaching each exit.
 
 Thresholds are represented by candidate indices.  At exit ``n`` with sorted
 distinct scores ``u_1 < ... < u_K``, index ``k`` means "the samples whose score
@@ -23,11 +44,24 @@ generalise better than a threshold sitting on a sample's score) and ``c_K`` is
 the largest score (nobody leaves, the rule being "strictly above").  Any real
 threshold maps to the index with the same hard behaviour on the data.
 
-Sweeps count accuracy in whole samples and latency in integer fixed point (costs
-scaled so that every sum is exact in float64), so cumulative sums are exact and
-fast; every accepted state is re-evaluated exactly, the way
-:func:`~eexit_cli.core.replay.replay` computes it, and is only accepted when its
-hard mean latency is within the budget.
+Cost and memory
+---------------
+The problem keeps, for the whole search, the rank of every sample at every
+early exit (int32, ``4 (N-1) M`` bytes), the sorted distinct scores of every
+exit (at most ``8 (N-1) M`` bytes) and the exit every sample takes in the
+current state (``M`` or ``2M`` bytes); it reads ``correct`` (``N M`` bytes) and
+never copies ``scores``.  Everything else lives only during one sweep and is
+O(M).  Peak memory is therefore about ``13 (N-1) M`` bytes on top of the
+caller's arrays; there are no caches that grow with the number of moves.
+
+A move changes only the samples whose decision flips at a changed threshold:
+their new exits are recomputed (from the first changed exit on) and the
+per-exit counts and hits are updated from them, without a pass over every
+exit.  A sweep over one threshold ``n`` looks only at the samples that reach
+``n``; the pair sweeps ``(i, j)`` share the work that depends on ``i`` alone and
+look, for each ``j``, only at the samples that pass from ``i`` to ``j``.
+Sums run in integer fixed point (each row scaled so that every total is an
+integer below 2**52, exact in float64).
 """
 
 from __future__ import annotations
@@ -37,24 +71,43 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["HardProblem", "HardState"]
+__all__ = ["HardProblem", "HardState", "OBJECTIVES"]
+
+OBJECTIVES = ("accuracy", "cost")
 
 
 @dataclass(frozen=True)
 class HardState:
-    """Hard thresholds as candidate indices, with their exact hits and mean latency.
+    """Hard thresholds as candidate indices, with their exact outcome.
 
-    ``hits`` counts correctly answered samples; ``mean_latency`` is in the unit
-    of the costs.  States compare by ``key()``: more hits first, then lower latency.
+    Attributes
+    ----------
+    index : ndarray of int, shape (N-1,)
+        Candidate index of every threshold.
+    hits : int
+        Correctly answered samples.
+    counts : ndarray of int, shape (N,)
+        Samples leaving at each exit.
+    means : ndarray, shape (R,)
+        ``mean_m c_r[e(m)]`` of every constraint row.
+
+    ``mean_latency`` is ``means[0]``.  States of one problem compare by
+    ``key()``: the objective first, then its tie-break (see the module docstring).
     """
 
     index: np.ndarray
     hits: int
-    mean_latency: float
+    counts: np.ndarray
+    means: np.ndarray
+    _key: tuple = field(default=(), compare=False, repr=False)
     _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
+    @property
+    def mean_latency(self) -> float:
+        return float(self.means[0])
+
     def key(self):
-        return (self.hits, -self.mean_latency)
+        return self._key
 
 
 class HardProblem:
@@ -64,67 +117,110 @@ class HardProblem:
     ----------
     scores : ndarray, shape (N, M)
     correct : ndarray of bool, shape (N, M)
-    costs : ndarray, shape (N,)
-    budget : float
-        Gamma, in the unit of ``costs``.
+    costs : ndarray, shape (N,) or (R, N)
+        Per-exit costs of the constraint rows; a vector is one row (mean latency).
+    budget : float or ndarray, shape (R,)
+        Upper bound on the mean over samples of each row; ``inf`` for none.
     lower, upper : float, optional
         The box of the confidence measure; the "everyone leaves" and "nobody
         leaves" thresholds are placed at or beyond it.
+    objective : {"accuracy", "cost"}
+        Maximise hits (ties: lower mean of row 0), or minimise the mean of row 0
+        (ties: more hits).
+    min_hits : int, optional
+        A further constraint ``hits >= min_hits`` (required for ``"cost"``, where
+        otherwise every sample would go to the cheapest exit).
+
+    Attributes
+    ----------
+    evaluations : int
+        Full evaluations of a state (O(N M) each).
+    moves : int
+        Incremental evaluations of a neighbouring state.
+    pair_sweeps : int
+        Pair sweeps run by :meth:`polish`.
     """
 
-    def __init__(self, scores, correct, costs, budget: float, lower=None, upper=None):
-        self.scores = np.asarray(scores, dtype=np.float64)
-        self.correct = np.asarray(correct, dtype=bool)
-        self.costs = np.asarray(costs, dtype=np.float64)
-        self.budget = float(budget)
-        self.n_exits, self.n_samples = self.scores.shape
-        ne = self.n_exits - 1
-        m = self.n_samples
+    def __init__(self, scores, correct, costs, budget, lower=None, upper=None, *,
+                 objective: str = "accuracy", min_hits=None):
+        scores = np.asarray(scores, dtype=np.float64)
+        if scores.ndim != 2 or scores.shape[0] < 2 or scores.shape[1] < 1:
+            raise ValueError(f"scores must have shape (N >= 2, M >= 1), got {scores.shape}")
+        self.n_exits, self.n_samples = scores.shape
+        n, m = self.n_exits, self.n_samples
+        correct = np.asarray(correct)
+        if correct.shape != scores.shape:
+            raise ValueError(f"correct has shape {correct.shape}, expected {scores.shape} like scores")
+        self.correct = correct if correct.dtype == bool else correct.astype(bool)
+        rows = np.asarray(costs, dtype=np.float64)
+        if rows.ndim == 1:
+            rows = rows[None, :]
+        if rows.ndim != 2 or rows.shape[1] != n or rows.shape[0] < 1:
+            raise ValueError(f"costs must have shape ({n},) or (R, {n}), got {np.shape(costs)}")
+        if not np.all(np.isfinite(rows)):
+            raise ValueError("costs must be finite")
+        bounds = np.atleast_1d(np.asarray(budget, dtype=np.float64))
+        if bounds.shape != (rows.shape[0],) or np.any(np.isnan(bounds)):
+            raise ValueError(f"budget must hold one bound per row of costs ({rows.shape[0]}), "
+                             f"not NaN, got {np.asarray(budget).tolist()}")
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+        if objective == "cost" and min_hits is None:
+            raise ValueError("objective 'cost' needs min_hits (the accuracy to keep)")
+        if min_hits is not None:
+            min_hits = int(min_hits)
+            if not 0 <= min_hits <= m:
+                raise ValueError(f"min_hits must lie in [0, {m}], got {min_hits}")
+        self.objective = objective
+        self.min_hits = min_hits
+        self.rows = rows
+        self.bounds = bounds
+        self.n_rows = rows.shape[0]
+        # the historical single-row view
+        self.costs = rows[0]
+        self.budget = float(bounds[0])
+        self.lower, self.upper = lower, upper
+
+        ne = n - 1
         self._values = []
-        self._cands = []
-        self._ranks = np.empty((ne, m), dtype=np.intp)
-        self._order = np.empty((ne, m), dtype=np.intp)
-        self._sorted_ranks = np.empty((ne, m), dtype=np.intp)
-        self._cnt_le = []
+        itype = np.int32 if m < 2**31 - 1 else np.int64
+        self._ranks = np.empty((ne, m), dtype=itype)
+        # samples by rank at each exit, and where each rank starts in that order:
+        # the samples ranked in (lo, hi] are _order[n][_pos[n][lo]:_pos[n][hi]]
+        self._order = np.empty((ne, m), dtype=itype)
+        self._pos = []
         first = np.empty(m, dtype=bool)
-        for n in range(ne):
-            # one sort gives the distinct values, the ranks (1-based) and an order
-            # of the samples by rank (ties in any order: only sums over whole
-            # groups of tied samples are taken along it)
-            order = np.argsort(self.scores[n])
-            srt = self.scores[n, order]
+        for k in range(ne):
+            # one sort gives the distinct values and the ranks (1-based)
+            order = np.argsort(scores[k])
+            srt = scores[k][order]
             first[0] = True
             np.not_equal(srt[1:], srt[:-1], out=first[1:])
-            u = srt[first]
-            self._values.append(u)
-            self._ranks[n, order] = self._sorted_ranks[n] = np.cumsum(first)
-            self._order[n] = order
-            # number of samples ranked <= k, for k = 0 .. K
-            self._cnt_le.append(np.append(np.flatnonzero(first), m))
-            self._cands.append(self.candidates(u, lower, upper))
-        # integer fixed-point costs: |sum over samples| < 2**52 stays exact in float64
-        dmax = float(np.max(np.abs(self.costs)))
-        self._scale = float(2.0 ** 51 / (m * dmax))
-        self._icost = np.rint(self.costs * self._scale).astype(np.int64)
-        self._ibudget = self.budget * self._scale * m
-        self._icorrect = self.correct.astype(np.int64)
-        # work buffers, reused by every sweep: allocating fresh (N, M) arrays per
-        # move costs more in page faults than the arithmetic itself
-        self._down_a = np.empty((self.n_exits, m), dtype=np.int64)
-        self._down_d = np.empty((self.n_exits, m), dtype=np.int64)
-        self._down_a[ne] = self._icorrect[ne]
-        self._down_d[ne] = self._icost[ne]
-        self._down_owner = None
-        self._down_level = ne
-        self._w = np.empty((4, m), dtype=np.int64)
-        self._cs = np.zeros(m + 1, dtype=np.int64)
-        self._bool = np.empty((2, m), dtype=bool)
-        self._rho = np.empty((3, m), dtype=np.intp)
-        self._scratch_bufs: dict = {}
-        self._grid_cache: dict = {}
+            self._values.append(srt[first])
+            del srt
+            self._ranks[k, order] = np.cumsum(first, dtype=self._ranks.dtype)
+            self._order[k] = order
+            self._pos.append(np.append(np.flatnonzero(first), m).astype(itype))
+            del order
+        # integer fixed point per row: |total| < 2**52 stays exact in float64
+        self._scale = np.empty(self.n_rows)
+        self._icost = np.empty_like(rows)
+        for r in range(self.n_rows):
+            top = float(np.max(np.abs(rows[r])))
+            self._scale[r] = 2.0 ** 51 / (m * top) if top > 0 else 1.0
+            self._icost[r] = np.rint(rows[r] * self._scale[r])
+        with np.errstate(invalid="ignore"):
+            self._ibound = bounds * self._scale * m
+        self._corr_flat = self.correct.reshape(-1)
+        self._exit_dtype = np.int8 if n <= 127 else np.int16
+        self._exit = None  # exits of the current state
+        self._exit_owner = None
         self._serial = 0
         self.evaluations = 0
+        self.moves = 0
+        self.pair_sweeps = 0
 
+    # ------------------------------------------------------------- candidates
     @staticmethod
     def candidates(u, lower=None, upper=None) -> np.ndarray:
         """Candidate thresholds for sorted distinct scores ``u`` (see module docstring)."""
@@ -136,20 +232,36 @@ class HardProblem:
         bad = ~((mid >= a) & (mid < b))
         mid[bad] = a[bad]
         c[1:-1] = mid
-        span = float(u[-1] - u[0])
-        below = u[0] - max(span, abs(float(u[0])), 1.0) * 1e-9
-        if lower is not None and lower < below:
-            below = float(lower)
-        if not below < u[0]:
-            below = np.nextafter(u[0], -np.inf)
-        c[0] = below
+        c[0] = HardProblem._below(u, lower)
         top = float(u[-1])
         if upper is not None and upper > top:
             top = float(upper)
         c[-1] = top
         return c
 
-    # ------------------------------------------------------------- conversion
+    @staticmethod
+    def _below(u, lower):
+        span = float(u[-1] - u[0])
+        below = u[0] - max(span, abs(float(u[0])), 1.0) * 1e-9
+        if lower is not None and lower < below:
+            below = float(lower)
+        if not below < u[0]:
+            below = np.nextafter(u[0], -np.inf)
+        return float(below)
+
+    def candidate(self, n: int, k: int) -> float:
+        """Threshold value of candidate ``k`` at exit ``n`` (as :meth:`candidates`)."""
+        u = self._values[n]
+        k = int(k)
+        if k <= 0:
+            return self._below(u, self.lower)
+        if k >= u.size:
+            top = float(u[-1])
+            return float(self.upper) if self.upper is not None and self.upper > top else top
+        a, b = float(u[k - 1]), float(u[k])
+        mid = 0.5 * a + 0.5 * b
+        return mid if a <= mid < b else a
+
     def index_of(self, thresholds) -> np.ndarray:
         """Candidate indices with the same hard behaviour as ``thresholds``."""
         t = np.asarray(thresholds, dtype=np.float64)
@@ -160,87 +272,126 @@ class HardProblem:
 
     def thresholds_of(self, index) -> np.ndarray:
         """Threshold values (midpoints) for candidate indices."""
-        return np.array([self._cands[n][int(k)] for n, k in enumerate(index)], dtype=np.float64)
+        return np.array([self.candidate(n, k) for n, k in enumerate(index)], dtype=np.float64)
 
     def n_candidates(self, n: int) -> int:
         return self._values[n].size + 1
 
     # ------------------------------------------------------------- evaluation
-    def state(self, index) -> HardState:
-        """Exact hits and mean latency of candidate indices (as :func:`replay.replay`)."""
-        index = np.array(index, dtype=np.intp)
-        self.evaluations += 1
-        ne = self.n_exits - 1
-        alive = np.ones(self.n_samples, dtype=bool)
-        counts = np.zeros(self.n_exits, dtype=np.int64)
-        hits = 0
-        reach = [alive]
-        for n in range(ne):
-            leaves = self._ranks[n] > index[n]
-            leaves &= alive
-            counts[n] = np.count_nonzero(leaves)
-            hits += np.count_nonzero(leaves & self.correct[n])
-            alive = alive & ~leaves
-            reach.append(alive)
-        counts[ne] = np.count_nonzero(alive)
-        hits += np.count_nonzero(alive & self.correct[ne])
-        lat = float((counts / self.n_samples) @ self.costs)
-        st = HardState(index, int(hits), lat)
+    def _make(self, index, hits: int, counts) -> HardState:
+        counts = np.asarray(counts, dtype=np.int64)
+        fraction = counts / self.n_samples
+        # one dot product per row: the very expression replay() computes
+        means = np.array([float(fraction @ row) for row in self.rows])
+        lat = float(means[0])
+        key = (int(hits), -lat) if self.objective == "accuracy" else (-lat, int(hits))
         self._serial += 1
-        st._cache["reach"] = reach
-        st._cache["serial"] = self._serial
-        return st
-
-    def feasible(self, st: HardState) -> bool:
-        return st.mean_latency <= self.budget
+        return HardState(np.asarray(index, dtype=np.intp), int(hits), counts, means, key,
+                         {"serial": self._serial})
 
     def exits(self, index) -> np.ndarray:
-        """0-based exit of every sample."""
+        """0-based exit of every sample (as :func:`replay.exit_indices`)."""
         ne = self.n_exits - 1
-        out = np.full(self.n_samples, ne, dtype=np.intp)
+        out = np.full(self.n_samples, ne, dtype=self._exit_dtype)
         for n in range(ne - 1, -1, -1):
             out[self._ranks[n] > index[n]] = n
         return out
 
-    def _down(self, st: HardState, n: int):
-        """Correctness and integer cost of the exit a sample takes if it reaches exit ``n``.
+    def _summarise(self, ex) -> tuple[int, np.ndarray]:
+        counts = np.bincount(ex, minlength=self.n_exits)
+        flat = ex.astype(np.int64)
+        flat *= self.n_samples
+        flat += np.arange(self.n_samples)
+        hits = int(np.count_nonzero(self._corr_flat[flat]))
+        return hits, counts
 
-        Rows ``n .. N-1`` of two shared buffers, valid for one state at a time.
-        """
-        serial = st._cache["serial"]
-        if self._down_owner != serial:
-            self._down_owner = serial
-            self._down_level = self.n_exits - 1
-        leaves = self._bool[1]
-        for level in range(self._down_level - 1, n - 1, -1):
-            np.greater(self._ranks[level], st.index[level], out=leaves)
-            # arithmetic select (next + leaves * (here - next)) is several times
-            # faster than np.copyto(..., where=...)
-            for buf, here in ((self._down_a, self._icorrect[level]), (self._down_d, self._icost[level])):
-                cur, nxt = buf[level], buf[level + 1]
-                np.subtract(here, nxt, out=cur)
-                cur *= leaves
-                cur += nxt
-        self._down_level = min(self._down_level, n)
-        return self._down_a[n], self._down_d[n]
-
-    def _accept(self, st: HardState, new_index) -> HardState:
-        if np.array_equal(new_index, st.index):
-            return st
-        new = self.state(new_index)
-        if self.feasible(new) and new.key() > st.key():
-            return new
+    def state(self, index) -> HardState:
+        """Exact outcome of candidate indices (as :func:`replay.replay`); becomes current."""
+        index = np.array(index, dtype=np.intp)
+        if index.shape != (self.n_exits - 1,):
+            raise ValueError(f"index must have shape ({self.n_exits - 1},), got {index.shape}")
+        self.evaluations += 1
+        ex = self.exits(index)
+        hits, counts = self._summarise(ex)
+        st = self._make(index, hits, counts)
+        self._exit, self._exit_owner = ex, st._cache["serial"]
         return st
+
+    def feasible(self, st: HardState) -> bool:
+        """Every row within its bound (and ``hits >= min_hits``), exactly."""
+        if self.min_hits is not None and st.hits < self.min_hits:
+            return False
+        return bool(np.all(st.means <= self.bounds))
+
+    def _load(self, st: HardState) -> np.ndarray:
+        """The exits of ``st``, recomputed only when another state is current."""
+        if self._exit_owner != st._cache["serial"]:
+            self.evaluations += 1
+            self._exit = self.exits(st.index)
+            self._exit_owner = st._cache["serial"]
+        return self._exit
+
+    def _band(self, n: int, lo: int, hi: int) -> np.ndarray:
+        """The samples whose rank at exit ``n`` lies in ``(lo, hi]``."""
+        pos = self._pos[n]
+        return self._order[n, pos[lo]:pos[hi]].astype(np.intp)
+
+    def _next_after(self, n: int, sub, index) -> np.ndarray:
+        """Exit taken by the samples ``sub`` once they pass exit ``n``."""
+        ne = self.n_exits - 1
+        out = np.full(sub.size, ne, dtype=self._exit_dtype)
+        pending = sub
+        pos = np.arange(sub.size)
+        for j in range(n + 1, ne):
+            if pending.size == 0:
+                break
+            lv = self._ranks[j, pending] > index[j]
+            out[pos[lv]] = j
+            keep = ~lv
+            pending, pos = pending[keep], pos[keep]
+        return out
+
+    def move(self, st: HardState, new_index) -> HardState:
+        """Outcome of ``new_index``, updated from ``st`` over the samples that change.
+
+        Only samples that reach the first changed exit and whose decision flips
+        at some changed exit can change; their exits are recomputed from there.
+        The result becomes the current state.
+        """
+        new_index = np.asarray(new_index, dtype=np.intp)
+        changed = np.flatnonzero(new_index != st.index)
+        if changed.size == 0:
+            return st
+        ex = self._load(st)
+        self.moves += 1
+        p = int(changed[0])
+        parts = []
+        for n in changed:
+            lo, hi = sorted((int(st.index[n]), int(new_index[n])))
+            parts.append(self._band(n, lo, hi))
+        sub = parts[0] if len(parts) == 1 else np.unique(np.concatenate(parts))
+        sub = sub[ex[sub] >= p]
+        old_e = ex[sub]
+        new_e = self._next_after(p - 1, sub, new_index)
+        counts = st.counts + np.bincount(new_e, minlength=self.n_exits) \
+            - np.bincount(old_e, minlength=self.n_exits)
+        cf = self._corr_flat
+        hits = st.hits + int(np.count_nonzero(cf[new_e.astype(np.int64) * self.n_samples + sub])) \
+            - int(np.count_nonzero(cf[old_e.astype(np.int64) * self.n_samples + sub]))
+        new = self._make(new_index, hits, counts)
+        ex[sub] = new_e
+        self._exit_owner = new._cache["serial"]
+        return new
 
     # ------------------------------------------------------------------ repair
     def repair(self, thresholds) -> tuple[HardState, float]:
-        """Shift every threshold down by the same amount until the budget holds.
+        """Shift every threshold down by the same amount until the state is feasible.
 
-        The amount is the smallest that works (bisection on the hard mean latency,
-        which only changes where a shifted threshold crosses a score).  Returns
-        the state and the shift: 0 when ``thresholds`` already meet the budget,
-        NaN when no shift works (possible only when costs are not increasing), in
-        which case every sample is sent to the cheapest exit.
+        The amount is the smallest that works (bisection on the hard outcome,
+        which only changes where a shifted threshold crosses a score; exact when
+        no row decreases with the exit index).  Returns the state and the shift:
+        0 when ``thresholds`` are feasible already, NaN when no shift works, in
+        which case every sample is sent to the exit cheapest in row 0.
         """
         t = np.asarray(thresholds, dtype=np.float64)
         st = self.state(self.index_of(t))
@@ -251,12 +402,12 @@ class HardProblem:
         hi = hi + max(hi, 1.0) * 1e-6 + 1e-300
         while not (np.max(t - hi) < bottom):
             hi *= 2.0
-        st_hi = self.state(self.index_of(t - hi))
+        st_hi = self.move(st, self.index_of(t - hi))
         if not self.feasible(st_hi):
             return self._cheapest_state(), float("nan")
-        lo, idx_lo = 0.0, st.index
+        lo, st_lo = 0.0, st
         for _ in range(2000):
-            if int(np.sum(idx_lo - st_hi.index)) <= 1:
+            if int(np.sum(st_lo.index - st_hi.index)) <= 1:
                 break  # at most one score crossing in between: st_hi is the first feasible
             mid = 0.5 * (lo + hi)
             if not lo < mid < hi:
@@ -264,14 +415,14 @@ class HardProblem:
             idx = self.index_of(t - mid)
             if np.array_equal(idx, st_hi.index):
                 hi = mid
-            elif np.array_equal(idx, idx_lo):
+            elif np.array_equal(idx, st_lo.index):
                 lo = mid
             else:
-                s_mid = self.state(idx)
+                s_mid = self.move(st_hi, idx)
                 if self.feasible(s_mid):
                     hi, st_hi = mid, s_mid
                 else:
-                    lo, idx_lo = mid, idx
+                    lo, st_lo = mid, s_mid
         return st_hi, hi
 
     def _cheapest_state(self) -> HardState:
@@ -281,254 +432,350 @@ class HardProblem:
             idx[target] = 0
         return self.state(idx)
 
+    # ------------------------------------------------------------- quantities
+    def _n_q(self) -> int:
+        return 1 + self.n_rows
+
+    def _values_at(self, exits, sub) -> np.ndarray:
+        """(1 + R, |sub|): hits and fixed-point row costs of samples ``sub`` at ``exits``."""
+        out = np.empty((self._n_q(), sub.size))
+        e64 = exits.astype(np.int64)
+        out[0] = self._corr_flat[e64 * self.n_samples + sub]
+        for r in range(self.n_rows):
+            np.take(self._icost[r], e64, out=out[1 + r])
+        return out
+
+    def _values_here(self, n: int, sub) -> np.ndarray:
+        out = np.empty((self._n_q(), sub.size))
+        out[0] = self.correct[n, sub]
+        out[1:] = self._icost[:, n][:, None]
+        return out
+
+    def _totals(self, st: HardState) -> np.ndarray:
+        """Hits and fixed-point row totals of a state (exact integers in float64)."""
+        out = np.empty(self._n_q())
+        out[0] = st.hits
+        out[1:] = self._icost @ st.counts.astype(np.float64)
+        return out
+
+    # ---------------------------------------------------------------- choice
+    def _choose(self, st, tables, make_index, order=None):
+        """Pick the best feasible cell of ``tables`` (1 + R, cells); verify it exactly.
+
+        Best = the objective, then its tie-break, then the first cell in
+        ``order`` (a function of flat cell indices returning their rank;
+        default: the flat index).  Only cells strictly better than ``st`` are
+        evaluated; ``make_index`` maps a flat index to candidate indices.
+        """
+        hits = tables[0]
+        ok = np.ones(hits.shape, dtype=bool)
+        for r in range(self.n_rows):
+            b = self._ibound[r]
+            if math.isfinite(b):
+                ok &= tables[1 + r] <= b * (1.0 + 1e-12)
+        if self.min_hits is not None:
+            ok &= hits >= self.min_hits
+        if self.objective == "accuracy":
+            prim, sec = hits, -tables[1]
+        else:
+            prim, sec = -tables[1], hits
+        cur = self._totals(st)
+        cur_p, cur_s = (cur[0], -cur[1]) if self.objective == "accuracy" else (-cur[1], cur[0])
+        pm = np.where(ok, prim, -np.inf)
+        for _ in range(4):
+            best = pm.max()
+            if not best >= cur_p:
+                return st
+            cand = np.flatnonzero(pm == best)
+            sc = sec[cand]
+            top = sc.max()
+            if best == cur_p and not top > cur_s:
+                return st
+            cand = cand[sc == top]
+            f = int(cand[0] if order is None or cand.size == 1 else cand[np.argmin(order(cand))])
+            new = self.move(st, make_index(f))
+            if new is not st and self.feasible(new) and new.key() > st.key():
+                return new
+            pm[f] = -np.inf  # fixed-point rounding made it look better than it is
+        return st
+
     # ---------------------------------------------------------------- sweeps
-    def _suffix_gains(self, n: int, weights) -> np.ndarray:
-        """``G[k]`` = sum of ``weights`` over the samples ranked above ``k`` at exit ``n``, k = 0..K."""
-        ws = self._w[3]
-        np.take(weights, self._order[n], out=ws)
-        cs = self._cs
-        np.cumsum(ws, out=cs[1:])
-        return cs[-1] - cs[self._cnt_le[n]]
+    def _reach(self, st, n):
+        """Samples reaching exit ``n`` and the exit each takes when it passes ``n``."""
+        ex = self._load(st)
+        sub = np.flatnonzero(ex >= n)
+        e1 = ex[sub]
+        at = np.flatnonzero(e1 == n)
+        if at.size:
+            e1[at] = self._next_after(n, sub[at], st.index)
+        return sub, e1
 
     def sweep_one(self, st: HardState, n: int) -> HardState:
         """Best state changing only threshold ``n``, over every candidate (exact)."""
-        reach = st._cache["reach"][n]
-        a_down, d_down = self._down(st, n + 1)
-        w_a, w_d = self._w[0], self._w[1]
-        np.subtract(self._icorrect[n], a_down, out=w_a)
-        w_a *= reach
-        np.subtract(self._icost[n], d_down, out=w_d)
-        w_d *= reach
-        # gain when the samples ranked above k leave at n instead of continuing
-        gain_a = self._suffix_gains(n, w_a)
-        gain_d = self._suffix_gains(n, w_d)
+        sub, e1 = self._reach(st, n)
+        if sub.size == 0:
+            return st
+        size = self.n_candidates(n)
+        rk = self._ranks[n, sub]
+        # gain of leaving at n rather than passing, summed over the samples ranked above k
+        w = self._values_here(n, sub)
+        w -= self._values_at(e1, sub)
+        gains = np.empty((self._n_q(), size))
+        for q in range(self._n_q()):
+            h = np.bincount(rk, weights=w[q], minlength=size)
+            np.cumsum(h, out=h)
+            np.subtract(h[-1], h, out=gains[q])
         k_now = int(st.index[n])
-        hits = gain_a + (st.hits - gain_a[k_now])
-        lat_now = st.mean_latency * self._scale * self.n_samples
-        lat = gain_d + (lat_now - gain_d[k_now])
-        return self._choose(st, hits, lat, lambda f: self._with(st.index, {n: f}))
+        tables = gains + (self._totals(st) - gains[:, k_now])[:, None]
 
-    def _with(self, index, changes):
-        out = index.copy()
-        for n, k in changes.items():
+        def make_index(k):
+            out = st.index.copy()
             out[n] = k
-        return out
+            return out
 
-    def _scratch(self, name: str, shape, dtype=np.int64) -> np.ndarray:
-        """A reusable work array of ``shape`` (contents undefined)."""
-        size = math.prod(shape)
-        buf = self._scratch_bufs.get(name)
-        if buf is None or buf.size < size or buf.dtype != dtype:
-            buf = np.empty(max(size, 1024), dtype=dtype)
-            self._scratch_bufs[name] = buf
-        return buf[:size].reshape(shape)
-
-    def _choose(self, st, hits, lat, make_index, order=None):
-        """Pick the best feasible cell of ``hits``/``lat``; verify it exactly.
-
-        Best = most hits, then lowest latency, then the first cell in ``order``
-        (a function of the flat indices of the tied cells returning their rank;
-        default: the flat index itself).  ``make_index`` maps a flat index to
-        candidate indices.
-        """
-        ok = self._scratch("ok", hits.shape, bool)
-        np.less_equal(lat, self._ibudget * (1.0 + 1e-13), out=ok)
-        # hits >= 0, so (hits + 1) * ok is 0 exactly on the cells over the budget
-        h = self._scratch("masked", hits.shape)
-        np.add(hits, 1, out=h)
-        h *= ok
-        h = h.ravel()
-        lat = lat.ravel()
-        for _ in range(4):
-            best_h = int(h.max()) - 1
-            if best_h < 0 or best_h < st.hits:
-                return st
-            cand = np.flatnonzero(h == best_h + 1)
-            lc = lat[cand]
-            cand = cand[lc == lc.min()]
-            f = int(cand[0] if order is None or cand.size == 1 else cand[np.argmin(order(cand))])
-            new_index = make_index(f)
-            new = self._accept(st, new_index)
-            if new is not st or np.array_equal(new_index, st.index):
-                return new
-            h[f] = 0  # fixed-point rounding put it over the budget
-        return st
+        return self._choose(st, tables, make_index)
 
     @staticmethod
     def _lut(grid, size):
         """``lut[r]`` = number of grid entries below rank ``r``, for r = 0..size."""
-        ind = np.zeros(size + 1, dtype=np.intp)
+        ind = np.zeros(size + 1, dtype=np.int32)
         ind[grid[grid < size] + 1] = 1
-        return np.cumsum(ind)
+        return np.cumsum(ind, dtype=np.int32)
 
-    def _grid(self, n: int, cur: int, reach, local: int, coarse: int, exhaustive: int, key=None):
-        """Candidate indices for exit ``n`` in a pair sweep (sorted, unique) and their :meth:`_lut`.
+    def _grid(self, n: int, cur: int, ranks, local: int, coarse: int, exhaustive: int):
+        """Candidate indices for exit ``n`` in a pair sweep (sorted, unique).
 
-        ``key``, when given, identifies ``reach`` (the thresholds it depends on):
-        grids are then remembered, since a polish asks for the same ones often.
+        All of them when there are at most ``exhaustive``; otherwise a window of
+        ``local`` on each side of ``cur``, both ends and ``coarse`` quantiles of
+        ``ranks`` (the ranks at ``n`` of the samples that reach it), each with
+        the candidate just below.  ``coarse = 0``: the window alone.
         """
         size = self.n_candidates(n)
         if size <= exhaustive:
-            grid = np.arange(size, dtype=np.intp)
-            return grid, self._lut(grid, size)
-        if key is not None:
-            key = (n, cur, local, coarse, key)
-            hit = self._grid_cache.get(key)
-            if hit is not None:
-                return hit
+            return np.arange(size, dtype=np.intp)
         lo = max(0, cur - local)
         hi = min(size, cur + local + 1)
+        if coarse <= 0:
+            return np.arange(lo, hi, dtype=np.intp)
         parts = [np.arange(lo, hi, dtype=np.intp), np.array([0, size - 1], dtype=np.intp)]
-        # ranks of the samples reaching the exit, sorted; with cdf(r) the number
-        # of them ranked <= r, the smallest r with cdf(r) >= level is the rank of
-        # the ceil(level)-th of them (0 for level 0)
-        ranked = self._sorted_ranks[n][reach[self._order[n]]]
-        if ranked.size > 0:
-            levels = np.ceil(np.linspace(0.0, ranked.size, coarse)).astype(np.intp)
-            q = np.zeros(coarse, dtype=np.intp)
-            q[levels > 0] = ranked[levels[levels > 0] - 1]
+        if ranks.size > 0 and coarse > 0:
+            levels = np.ceil(np.linspace(0.0, ranks.size, coarse))
+            levels = levels[levels > 0]
+            if ranks.size * 8 < size:
+                # few samples reach the exit: select among them, not over all ranks
+                pos = np.unique(levels.astype(np.intp) - 1)
+                q = np.partition(ranks, pos)[pos].astype(np.intp)
+            else:
+                # the smallest r with cdf(r) >= level is the rank of the ceil(level)-th sample
+                cdf = np.cumsum(np.bincount(ranks, minlength=size))
+                q = np.searchsorted(cdf, levels, side="left").astype(np.intp)
             np.minimum(q, size - 1, out=q)
             parts += [q, np.maximum(q - 1, 0)]
-        grid = np.unique(np.concatenate(parts))
-        out = grid, self._lut(grid, size)
-        if key is not None:
-            if len(self._grid_cache) >= 4096:
-                self._grid_cache.clear()
-            self._grid_cache[key] = out
-        return out
+        return np.unique(np.concatenate(parts))
 
-    def _pair_table(self, name: str, flat, weights, ki: int, kj: int, add) -> np.ndarray:
-        """Sums of ``weights`` for every cell of a pair sweep, plus ``add[a]``.
+    def _rho(self, grid, n: int, ranks) -> np.ndarray:
+        """For every rank, the number of grid candidates below it (the sample leaves at
+        grid candidate ``g`` exactly when its rho is above ``g``)."""
+        size = self.n_candidates(n)
+        if ranks.size * 8 < size:
+            return np.searchsorted(grid, ranks, side="left")
+        return self._lut(grid, size)[ranks]
 
-        ``flat = rho_i * (kj + 1) + (kj - rho_j)``.  Returns ``u`` of shape
-        ``(kj, ki)`` with ``u[kj - 1 - b, a]`` = sum over the samples with
-        ``rho_i <= a`` and ``rho_j > b``, plus ``add[a]``.  Both cumulative sums
-        run along rows of integer arrays and every buffer is reused: the
-        cumulative sum down the columns of a float array, or a fresh array per
-        step, costs several times more.
-        """
-        # integer-valued float64 sums below 2**53 are exact
-        hist = np.bincount(flat, weights=weights, minlength=(ki + 1) * (kj + 1))
-        sfx = self._scratch("pair_sfx", (ki, kj + 1))
-        np.copyto(sfx, hist[: ki * (kj + 1)].reshape(ki, kj + 1), casting="unsafe")
-        del hist
-        np.cumsum(sfx, axis=1, out=sfx)  # over j, from the top: rho_j > b
-        u = self._scratch(name, (kj, ki))
-        np.copyto(u, sfx[:, :kj].T)
-        np.cumsum(u, axis=1, out=u)  # over i: rho_i <= a
-        u += add
-        return u
+    def _pair_prep(self, st, i, local, coarse, exhaustive):
+        """What the pair sweeps ``(i, j)`` for every ``j > i`` share, for state ``st``."""
+        sub, e1 = self._reach(st, i)
+        # deepest first: the samples that pass from i to j are then a prefix for every j
+        perm = np.argsort(-e1.astype(np.int16), kind="stable")
+        sub, e1 = sub[perm], e1[perm]
+        rk = self._ranks[i, sub]
+        gi = self._grid(i, int(st.index[i]), rk, local, coarse, exhaustive)
+        rho = self._rho(gi, i, rk)
+        v_i = self._values_here(i, sub)
+        v_e1 = self._values_at(e1, sub)
+        ki = gi.size
+        # everyone reaching i leaves at i, plus what passing adds for rho_i <= a
+        base = self._totals(st) - self._values_at(self._exit[sub], sub).sum(axis=1) + v_i.sum(axis=1)
+        d1 = v_e1 - v_i
+        c1 = np.empty((self._n_q(), ki))
+        for q in range(self._n_q()):
+            c1[q] = np.cumsum(np.bincount(rho, weights=d1[q], minlength=ki + 1))[:ki]
+        # number of samples passing from i to at least exit j, for j = 0..N-1
+        depth = np.searchsorted(-e1.astype(np.int16), -np.arange(self.n_exits), side="right")
+        return {"serial": st._cache["serial"], "sub": sub, "e1": e1, "rho": rho, "gi": gi,
+                "v_e1": v_e1, "c1": c1 + base[:, None], "depth": depth}
+
+    def pair_grids(self, st: HardState, i: int, j: int, *, local: int = 32, coarse: int = 96,
+                   exhaustive: int = 256):
+        """The candidate grids ``(grid_i, grid_j)`` that :meth:`sweep_pair` searches."""
+        if coarse <= 0 and self.n_candidates(i) > exhaustive and self.n_candidates(j) > exhaustive:
+            return (self._grid(i, int(st.index[i]), None, local, 0, exhaustive),
+                    self._grid(j, int(st.index[j]), None, local, 0, exhaustive))
+        prep = self._pair_prep(st, i, local, coarse, exhaustive)
+        cnt = int(prep["depth"][j])
+        rk_j = self._ranks[j, prep["sub"][:cnt]]
+        return prep["gi"], self._grid(j, int(st.index[j]), rk_j, local, coarse, exhaustive)
 
     def sweep_pair(self, st: HardState, i: int, j: int, *, local: int = 32, coarse: int = 96,
-                   exhaustive: int = 256) -> HardState:
+                   exhaustive: int = 256, prep=None) -> HardState:
         """Best state changing thresholds ``i < j`` together, over a 2-D candidate grid.
 
-        Every combination of the two grids is evaluated exactly with a 2-D
-        histogram and cumulative sums, O(M + |grid_i| |grid_j|).  An exit with at
-        most ``exhaustive`` candidates uses all of them, so on small problems the
-        sweep is exhaustive over the pair.
+        Every combination of the two grids (:meth:`pair_grids`) is evaluated
+        exactly with a 2-D histogram and cumulative sums, O(S + |grid_i| |grid_j|)
+        for the S samples reaching ``i``.  An exit with at most ``exhaustive``
+        candidates uses all of them, so on small problems the sweep is exhaustive
+        over the pair.
         """
         if not i < j:
             raise ValueError("sweep_pair needs i < j")
+        if coarse <= 0 and self.n_candidates(i) > exhaustive and self.n_candidates(j) > exhaustive:
+            return self._sweep_window(st, i, j, local)
+        if prep is None or prep["serial"] != st._cache["serial"]:
+            prep = self._pair_prep(st, i, local, coarse, exhaustive)
+        self._load(st)
+        cnt = int(prep["depth"][j])
+        if cnt == 0:
+            return st  # nobody passing i reaches j: a single sweep of i covers the pair
+        gi, rho_all, c1 = prep["gi"], prep["rho"], prep["c1"]
+        ki = gi.size
+        sub = prep["sub"][:cnt]
+        e1 = prep["e1"][:cnt]
+        rho_i = rho_all[:cnt]
+        at_j = int(prep["depth"][j + 1]) if j + 1 < self.n_exits else cnt
+        # samples passing i whose exit was j: z = where they go when passing j too
+        z = e1.copy()
+        if at_j < cnt:
+            z[at_j:] = self._next_after(j, sub[at_j:], st.index)
+        v_z = prep["v_e1"][:, :cnt].copy()
+        if at_j < cnt:
+            v_z[:, at_j:] = self._values_at(z[at_j:], sub[at_j:])
+            corr = v_z[:, at_j:] - prep["v_e1"][:, at_j:cnt]
+            c1 = c1.copy()
+            for q in range(self._n_q()):
+                c1[q] += np.cumsum(np.bincount(rho_i[at_j:], weights=corr[q], minlength=ki + 1))[:ki]
+        rk_j = self._ranks[j, sub]
+        gj = self._grid(j, int(st.index[j]), rk_j, local, coarse, exhaustive)
+        kj = gj.size
+        rho_j = self._rho(gj, j, rk_j)
+        d2 = self._values_here(j, sub)
+        d2 -= v_z
+        flat = rho_i.astype(np.int64) * (kj + 1)
+        flat += rho_j
+        tables = np.empty((self._n_q(), ki, kj))
+        for q in range(self._n_q()):
+            h = np.bincount(flat, weights=d2[q], minlength=(ki + 1) * (kj + 1))
+            h = h.reshape(ki + 1, kj + 1)[:ki]
+            np.cumsum(h, axis=0, out=h)  # rho_i <= a
+            cs = np.cumsum(h, axis=1)  # rho_j <= b
+            # samples with rho_j > b leave at j
+            np.subtract(cs[:, -1:], cs[:, :kj], out=tables[q])
+            tables[q] += c1[q][:, None]
         idx = st.index
-        reach_i = st._cache["reach"][i]
-        # samples that reach i and, passing it, also pass the exits strictly between i and j
-        through, tmp = self._bool[0], self._bool[1]
-        np.copyto(through, reach_i)
-        for n in range(i + 1, j):
-            np.less_equal(self._ranks[n], idx[n], out=tmp)
-            through &= tmp
-        key_i = tuple(idx[:i].tolist())
-        gi, lut_i = self._grid(i, int(idx[i]), reach_i, local, coarse, exhaustive, key=key_i)
-        gj, lut_j = self._grid(j, int(idx[j]), through, local, coarse, exhaustive,
-                        key=(key_i, i, tuple(idx[i + 1:j].tolist())))
-        ki, kj = gi.size, gj.size
-        a_z, d_z = self._down(st, j + 1)  # outcome when passing j too
-        a_mid, d_mid = self._down(st, i + 1)  # outcome when passing i, t_j as now
-        w1a, w1d, w2a, w2d = self._w
-        # 1-D part: samples reaching i that pass it, relative to leaving at i; the
-        # value of passing is taken with "nobody leaves at j" (a_z for `through`)
-        for w, mid, z, here in ((w1a, a_mid, a_z, self._icorrect[i]), (w1d, d_mid, d_z, self._icost[i])):
-            np.subtract(z, mid, out=w)
-            w *= through
-            w += mid
-            w -= here
-            w *= reach_i
-        # 2-D part: samples in `through` that leave at j
-        np.subtract(self._icorrect[j], a_z, out=w2a)
-        w2a *= through
-        np.subtract(self._icost[j], d_z, out=w2d)
-        w2d *= through
-        # rho = how many grid candidates lie below a sample's rank: the sample
-        # leaves at grid candidate g iff rho > g
-        rho_i, rho_j, flat = self._rho
-        np.take(lut_i, self._ranks[i], out=rho_i)
-        np.take(lut_j, self._ranks[j], out=rho_j)
-        np.multiply(rho_i, kj + 1, out=flat)
-        flat += kj
-        flat -= rho_j
-        h1a = np.bincount(rho_i, weights=w1a, minlength=ki + 1).astype(np.int64)
-        h1d = np.bincount(rho_i, weights=w1d, minlength=ki + 1).astype(np.int64)
-        c1a = np.cumsum(h1a)[:ki]
-        c1d = np.cumsum(h1d)[:ki]
-        # base: samples not reaching i as now, samples reaching i all leaving at i
-        bases = st._cache.setdefault("pair_base", {})  # shared by the pairs (i, *)
-        if i not in bases:
-            a_0, d_0 = self._down(st, 0)  # outcome now
-            n_reach = int(np.count_nonzero(reach_i))
-            bases[i] = (
-                int(np.sum(a_0)) - int(np.dot(a_0, reach_i)) + int(np.dot(self._icorrect[i], reach_i)),
-                int(np.sum(d_0)) - int(np.dot(d_0, reach_i)) + int(self._icost[i]) * n_reach,
-            )
-        base_a, base_d = bases[i]
-        c1a += base_a
-        c1d += base_d
-        hits = self._pair_table("pair_hits", flat, w2a, ki, kj, c1a)
-        lat = self._pair_table("pair_lat", flat, w2d, ki, kj, c1d)
-
-        def cell(f):  # flat index of (kj - 1 - b, a) -> (a, b)
-            r, a = divmod(f, ki)
-            return a, kj - 1 - r
 
         def make_index(f):
-            a, b = cell(f)
-            return self._with(idx, {i: gi[a], j: gj[b]})
+            a, b = divmod(f, kj)
+            out = idx.copy()
+            out[i], out[j] = gi[a], gj[b]
+            return out
 
-        def order(fs):  # ties: the first cell in (a, b) order
-            r, a = np.divmod(fs, ki)
-            return a * kj + (kj - 1 - r)
+        return self._choose(st, tables.reshape(self._n_q(), -1), make_index)
 
-        return self._choose(st, hits, lat, make_index, order=order)
+    def _sweep_window(self, st: HardState, i: int, j: int, local: int) -> HardState:
+        """:meth:`sweep_pair` over windows of ``local`` candidates on each side.
+
+        Only the samples ranked inside a window can change across the grid: at
+        ``i``, those reaching ``i``; at ``j``, those that pass from ``i`` to ``j``
+        (and do not always leave at ``i``).  They are read from the orders by
+        rank, so the sweep costs O(window samples), whatever M.
+        """
+        ex = self._load(st)
+        idx = st.index
+        gi = self._grid(i, int(idx[i]), None, local, 0, 0)
+        gj = self._grid(j, int(idx[j]), None, local, 0, 0)
+        ki, kj = gi.size, gj.size
+        band_i = self._band(i, int(gi[0]), int(gi[-1]))
+        band_j = self._band(j, int(gj[0]), int(gj[-1]))
+        band_j = band_j[self._ranks[i, band_j] <= gi[-1]]  # the others always leave at i
+        sub = np.unique(np.concatenate([band_i, band_j]))
+        sub = sub[ex[sub] >= i]
+        if sub.size == 0:
+            return st
+        e1 = ex[sub]
+        at = np.flatnonzero(e1 == i)
+        if at.size:
+            e1[at] = self._next_after(i, sub[at], idx)
+        through = e1 >= j
+        z = e1.copy()
+        at = np.flatnonzero(e1 == j)
+        if at.size:
+            z[at] = self._next_after(j, sub[at], idx)
+        v_i = self._values_here(i, sub)
+        v_e1 = self._values_at(e1, sub)
+        v_z = self._values_at(z, sub)
+        # everyone in sub leaves at i, plus what passing adds for rho_i <= a
+        base = self._totals(st) - self._values_at(ex[sub], sub).sum(axis=1) + v_i.sum(axis=1)
+        rho_i = np.searchsorted(gi, self._ranks[i, sub], side="left")
+        d1 = np.where(through, v_z, v_e1) - v_i
+        t = np.flatnonzero(through)
+        rho_j = np.searchsorted(gj, self._ranks[j, sub[t]], side="left")
+        d2 = self._values_here(j, sub[t]) - v_z[:, t]
+        flat = rho_i[t].astype(np.int64) * (kj + 1) + rho_j
+        tables = np.empty((self._n_q(), ki, kj))
+        for q in range(self._n_q()):
+            c1 = np.cumsum(np.bincount(rho_i, weights=d1[q], minlength=ki + 1))[:ki]
+            h = np.bincount(flat, weights=d2[q], minlength=(ki + 1) * (kj + 1))
+            h = h.reshape(ki + 1, kj + 1)[:ki]
+            np.cumsum(h, axis=0, out=h)
+            cs = np.cumsum(h, axis=1)
+            np.subtract(cs[:, -1:], cs[:, :kj], out=tables[q])
+            tables[q] += (c1 + base[q])[:, None]
+
+        def make_index(f):
+            a, b = divmod(f, kj)
+            out = idx.copy()
+            out[i], out[j] = gi[a], gj[b]
+            return out
+
+        return self._choose(st, tables.reshape(self._n_q(), -1), make_index)
 
     # ------------------------------------------------------------------ polish
     def polish(self, st: HardState, *, levels=((8, 24), (32, 96)), exhaustive: int = 256,
                max_rounds: int = 100, pairs=None) -> tuple[HardState, int]:
-        """Improve hard accuracy (ties: lower latency) within the budget.
+        """Improve the objective (then its tie-break) within every constraint.
 
         Exact one-threshold sweeps over every exit alternate with two-threshold
         sweeps over ``pairs`` (all pairs by default) until nothing improves.  The
         pair grids come in ``levels`` of ``(local, coarse)`` sizes: the search
         runs on the first (cheap) level until it is stuck, then tries the next;
-        any improvement there sends it back to the first.  A pair is not swept
-        again while the state is unchanged since its last sweep, and neither is
-        a single threshold.  A state that
-        ends a polish stuck remembers it: polishing it again with more levels
-        (same pairs) starts at the first new level.  Every accepted state meets
-        the budget.
+        any improvement there sends it back to the first.  No ``levels``: single
+        sweeps only.
+
+        Pruning, none of which changes when the search stops: a pair is not
+        swept again while the state is unchanged since its last sweep, and
+        neither is a single threshold.  After a round that improved, the next
+        round skips the pairs that found nothing since the last change of any
+        threshold from ``i`` to ``j``; a round that improves nothing with pairs
+        skipped is followed by one that sweeps them all, so that the search only
+        ends (or moves to the next level) once no pair of the level improves the
+        final state.  A state that ends a polish stuck remembers it: polishing
+        it again with more levels (same pairs) starts at the first new level.
+        Every accepted state is feasible.
 
         Returns the final state and the number of rounds run.
         """
         if not self.feasible(st):
-            raise ValueError("polish needs a state within the budget; repair it first")
+            raise ValueError("polish needs a feasible state; repair it first")
         ne = self.n_exits - 1
         if pairs is None:
             pairs = [(i, j) for i in range(ne) for j in range(i + 1, ne)]
         levels = tuple(tuple(lv) for lv in levels)
+        if not levels:
+            return self._singles(st, {}, max_rounds), 1
         setting = (exhaustive, tuple(tuple(p) for p in pairs))
+        by_i: dict = {}
+        for i, j in pairs:
+            by_i.setdefault(i, []).append(j)
         rounds = 0
         level = 0
-        # a state a previous polish left stuck on the first levels (same pairs and
-        # grids) would only repeat those sweeps: go straight to the next level
         stuck = st._cache.get("stuck")
         skip_ones = False
         if stuck is not None and stuck[1] == setting and levels[: len(stuck[0])] == stuck[0]:
@@ -537,38 +784,65 @@ class HardProblem:
             level, skip_ones = len(stuck[0]), True
         checked: dict = {}
         checked_one: dict = {}
+        tick = 0
+        touched = np.zeros(ne, dtype=np.int64)  # tick of each threshold's last change
+        failed: dict = {}  # pair -> tick of its last sweep that found nothing
+        prune = False
         while rounds < max_rounds:
             rounds += 1
             start = st.key()
-            for _ in range(max_rounds):
-                if skip_ones:
-                    skip_ones = False
-                    break
-                before = st.key()
-                for n in range(ne):
-                    serial = st._cache["serial"]
-                    if checked_one.get(n) == serial:
-                        continue
-                    new = self.sweep_one(st, n)
-                    if new is st:
-                        checked_one[n] = serial
-                    st = new
-                if st.key() <= before:
-                    break
-            local, coarse = levels[level]
-            for pair in pairs:
-                tag = (st._cache["serial"], level)
-                if checked.get(pair) == tag:
-                    continue
-                new = self.sweep_pair(st, *pair, local=local, coarse=coarse, exhaustive=exhaustive)
-                if new is st:
-                    checked[pair] = tag
+            if not skip_ones:
+                new = self._singles(st, checked_one, max_rounds)
+                if new is not st:
+                    tick += 1
+                    touched[new.index != st.index] = tick
                 st = new
+            skip_ones = False
+            local, coarse = levels[level]
+            skipped = 0
+            for i, js in by_i.items():
+                prep = None
+                for j in js:
+                    tag = (st._cache["serial"], level)
+                    if checked.get((i, j)) == tag:
+                        continue
+                    if prune and failed.get((i, j), -1) >= touched[i:j + 1].max():
+                        skipped += 1
+                        continue
+                    if coarse > 0 and (prep is None or prep["serial"] != st._cache["serial"]):
+                        prep = self._pair_prep(st, i, local, coarse, exhaustive)
+                    self.pair_sweeps += 1
+                    new = self.sweep_pair(st, i, j, local=local, coarse=coarse,
+                                          exhaustive=exhaustive, prep=prep)
+                    if new is st:
+                        checked[(i, j)] = tag
+                        failed[(i, j)] = tick
+                    else:
+                        tick += 1
+                        touched[new.index != st.index] = tick
+                    st = new
             if st.key() > start:
-                level = 0
+                level, prune = 0, True
+            elif skipped:
+                prune = False  # sweep every pair before concluding
             elif level + 1 < len(levels):
                 level += 1
             else:
                 st._cache["stuck"] = (levels, setting)
                 break
         return st, rounds
+
+    def _singles(self, st, checked_one, max_rounds):
+        for _ in range(max_rounds):
+            before = st.key()
+            for n in range(self.n_exits - 1):
+                serial = st._cache["serial"]
+                if checked_one.get(n) == serial:
+                    continue
+                new = self.sweep_one(st, n)
+                if new is st:
+                    checked_one[n] = serial
+                st = new
+            if not st.key() > before:
+                break
+        return st

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import brentq
 
 from .smooth import SmoothProblem
 
@@ -77,6 +76,8 @@ def warm_start(problem: SmoothProblem, lower: float, upper: float, direction=Non
     elif c_lo <= 0.0 and c_hi <= 0.0:
         s, status, cs = s_max, "budget_above_range", c_hi
     else:
+        from scipy.optimize import brentq  # ~0.5 s to import: only where a root is needed
+
         s = brentq(c, 0.0, s_max, xtol=xtol, rtol=4 * np.finfo(float).eps)
         status, cs = "root", c(s)
     return WarmStart(np.minimum(t0 + s * d, upper), float(s), status, float(cs), evals[0])
@@ -95,9 +96,12 @@ class IPPPResult:
         Outer iterations run (``<= T``).
     gradient_evaluations : int
     converged : bool
-        True when the outer iterates stopped moving (step below ``tol``) before ``T``.
+        True when the iterations stopped before ``T`` (see ``stopped``).
     last : ndarray
         The last outer iterate.
+    stopped : str
+        ``"tol"``: an outer step fell below ``tol``; ``"hard"``: the hard rule's
+        exits stopped changing (``hard_tol``); ``"max_iterations"``: all ``T`` ran.
     """
 
     thresholds: np.ndarray
@@ -106,11 +110,13 @@ class IPPPResult:
     gradient_evaluations: int
     converged: bool
     last: np.ndarray
+    stopped: str = "max_iterations"
 
 
 def ippp(problem: SmoothProblem, t0, lower: float, upper: float, *, T: int = 100, J: int = 10,
          gamma: float = 10.0, mu: float = 1.0, eta: float = 100.0, beta: float = 500.0,
-         tol: float = 0.0, progress=None) -> IPPPResult:
+         tol: float = 0.0, hard_exits=None, hard_tol: float = 0.0, patience: int = 3,
+         progress=None) -> IPPPResult:
     """Inexact proximal-point penalty method, Algorithm 1 of the paper.
 
     Each outer iteration ``t`` minimises the strongly convex subproblem
@@ -131,6 +137,13 @@ def ippp(problem: SmoothProblem, t0, lower: float, upper: float, *, T: int = 100
         Stop early once an outer step ``||t^(t+1) - t^(t)||_2`` is below ``tol``: the
         output rule (line 10) would then pick an iterate at least that still.
         0 runs all ``T`` outer iterations, as the paper does.
+    hard_exits : callable(t) -> ndarray of int, optional
+        The exit every sample takes under the hard rule with thresholds ``t``.
+        With ``hard_tol > 0``, the iterations stop once, ``patience`` outer
+        iterations in a row, fewer than a share ``hard_tol`` of the samples
+        changed exit from one outer iterate to the next: the hard thresholds have
+        stopped changing at that resolution, and moves of fewer samples are left
+        to an exact search on the hard rule.
     progress : callable(done, total), optional
         Called after every outer iteration.
 
@@ -147,6 +160,10 @@ def ippp(problem: SmoothProblem, t0, lower: float, upper: float, *, T: int = 100
     evals0 = problem.evaluations
     best_t, best_step = t_bar.copy(), np.inf
     converged = False
+    stopped = "max_iterations"
+    watch = hard_exits is not None and hard_tol > 0
+    prev_exits = hard_exits(t_bar) if watch else None
+    calm = 0
     it = 0
     for it in range(1, T + 1):
         v_prev = t_bar.copy()
@@ -166,8 +183,15 @@ def ippp(problem: SmoothProblem, t0, lower: float, upper: float, *, T: int = 100
         if progress is not None:
             progress(it, T)
         if move < tol:
-            converged = True
+            converged, stopped = True, "tol"
             break
+        if watch:
+            ex = hard_exits(t_bar)
+            calm = calm + 1 if np.count_nonzero(ex != prev_exits) < hard_tol * ex.size else 0
+            prev_exits = ex
+            if calm >= patience:
+                converged, stopped = True, "hard"
+                break
     return IPPPResult(
         thresholds=best_t,
         smallest_step=best_step,
@@ -175,4 +199,5 @@ def ippp(problem: SmoothProblem, t0, lower: float, upper: float, *, T: int = 100
         gradient_evaluations=problem.evaluations - evals0,
         converged=converged,
         last=t_bar,
+        stopped=stopped,
     )

@@ -71,7 +71,9 @@ def check_problem(scores, correct, costs=None):
         raise ValueError("scores has no samples")
     if correct.shape != scores.shape:
         raise ValueError(f"correct has shape {correct.shape}, expected {scores.shape} like scores")
-    if not np.all(np.isfinite(scores)):
+    # min and max propagate NaN and reach any infinity: two fast reductions
+    # instead of a full boolean array
+    if not (np.isfinite(scores.min()) and np.isfinite(scores.max())):
         raise ValueError("scores contains NaN or Inf")
     correct = correct.astype(bool, copy=False)
     if costs is None:
@@ -87,8 +89,9 @@ def check_problem(scores, correct, costs=None):
 def exit_indices(scores: np.ndarray, thresholds) -> np.ndarray:
     """0-based exit taken by every sample under hard thresholds.
 
-    One vectorised comparison per early exit and a first-True search over exits,
-    so the cost is O(N*M) with no Python loop over samples.
+    One comparison per early exit, from the last to the first, each marking the
+    samples that leave there (an earlier exit overwrites a later one): O(N*M)
+    with no Python loop over samples and no (N, M) intermediate.
     """
     scores = np.asarray(scores)
     thresholds = np.asarray(thresholds, dtype=np.float64)
@@ -100,9 +103,12 @@ def exit_indices(scores: np.ndarray, thresholds) -> np.ndarray:
     if np.any(np.isnan(thresholds)):
         # a NaN compares False, which would silently mean "never exit here"
         raise ValueError("thresholds contains NaN (use +inf for an exit that is never taken)")
-    leaves = scores[:-1] > thresholds[:, None]  # (N-1, M): would leave at exit n if reached
-    first = leaves.argmax(axis=0)  # first exit whose test passes (0 when none does)
-    return np.where(leaves.any(axis=0), first, n_exits - 1).astype(np.intp, copy=False)
+    out = np.full(n_samples, n_exits - 1, dtype=np.intp)
+    leaves = np.empty(n_samples, dtype=bool)
+    for n in range(n_exits - 2, -1, -1):
+        np.greater(scores[n], thresholds[n], out=leaves)
+        out[leaves] = n
+    return out
 
 
 def replay(scores, correct, thresholds, costs) -> ReplayResult:
@@ -127,7 +133,8 @@ def replay(scores, correct, thresholds, costs) -> ReplayResult:
     n_exits, n_samples = scores.shape
     idx = exit_indices(scores, thresholds)
     counts = np.bincount(idx, minlength=n_exits)
-    hits = np.bincount(idx, weights=correct[idx, np.arange(n_samples)], minlength=n_exits)
+    right = correct.reshape(-1)[idx * n_samples + np.arange(n_samples)]
+    hits = np.bincount(idx[right], minlength=n_exits)
     fraction = counts / n_samples
     with np.errstate(invalid="ignore", divide="ignore"):
         exit_acc = np.where(counts > 0, hits / np.maximum(counts, 1), np.nan)

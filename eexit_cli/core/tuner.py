@@ -43,10 +43,12 @@ from .baselines import single as _single
 from .exact import HardProblem, HardState
 from .ippp import ippp as _ippp
 from .ippp import warm_start as _warm_start
-from .replay import check_problem, replay
+from .replay import check_problem, exit_indices, replay
 from .smooth import SmoothProblem
+from .tail import TailBudget, constraint_rows
 
-__all__ = ["TuneResult", "tune", "METHODS", "DEFAULT_K", "DEFAULT_BETA", "DEFAULT_TOL"]
+__all__ = ["TuneResult", "tune", "METHODS", "DEFAULT_K", "DEFAULT_BETA", "DEFAULT_TOL",
+           "DEFAULT_HARD_TOL", "DEFAULT_SMOOTH_SAMPLES"]
 
 METHODS = ("ippp", "heuristic", "single")
 
@@ -54,10 +56,18 @@ METHODS = ("ippp", "heuristic", "single")
 DEFAULT_K = 100.0
 #: Penalty parameter on the constraint normalised by ``d_N`` (see :func:`tune`).
 DEFAULT_BETA = 100.0
-#: (local, coarse) grid sizes of the pair sweeps in the polish, cheap first.
-_POLISH_LEVELS = ((8, 24), (32, 96))
+#: (local, coarse) grid sizes of the pair sweeps in the polish, cheap first: a window
+#: of 32 candidates on each side of the current thresholds (read by rank: its cost
+#: does not grow with M), then the window plus 96 quantiles of the samples reaching
+#: each exit (every such sample is read).
+_POLISH_LEVELS = ((32, 0), (32, 96))
 #: Outer-step size below which Algorithm 1 stops early (normalised score units).
 DEFAULT_TOL = 1e-3
+#: Algorithm 1 also stops once fewer than this share of the samples change exit
+#: between outer iterates, three iterations in a row (see :func:`tune`).
+DEFAULT_HARD_TOL = 0.01
+#: The smoothed problem is solved on at most this many samples (see :func:`tune`).
+DEFAULT_SMOOTH_SAMPLES = 65_536
 
 
 @dataclass(frozen=True)
@@ -69,10 +79,14 @@ class TuneResult:
     thresholds : ndarray, shape (N-1,)
         ``t_1 .. t_{N-1}`` in the original units of the scores.
     method : str
-    budget : float
-        Gamma, in the unit of the costs.
+    budget : float or None
+        Gamma, in the unit of the costs (None: no mean-latency budget).
     accuracy, mean_latency : float
         Hard replay of ``thresholds`` on the tuning split (``mean_latency <= budget``).
+    tail : tuple of dict
+        One record per tail budget: ``level`` p, ``latency`` X, ``quantile`` (the
+        hard p-quantile of latency on the tuning split, ``<= X``), ``over`` and
+        ``allowed`` (samples above X, and the most allowed).
     smooth_accuracy, smooth_latency : float or None
         The smoothed accuracy ``-o(t)`` and latency ``c(t) + Gamma`` (eqs. 9-10) of
         ``thresholds`` with steepness ``k``; None for the baselines.
@@ -112,6 +126,7 @@ class TuneResult:
     params: dict = field(default_factory=dict)
     stages: dict = field(default_factory=dict)
     warnings: tuple = ()
+    tail: tuple = ()
 
     def to_dict(self) -> dict:
         """JSON-ready plain Python types (no numpy scalars; NaN and inf become None)."""
@@ -132,6 +147,7 @@ class TuneResult:
             "params": _plain(self.params),
             "stages": _plain(self.stages),
             "warnings": list(self.warnings),
+            "tail": _plain(list(self.tail)),
         }
 
 
@@ -165,11 +181,45 @@ def _positive(name, value, integer=False):
     return int(value) if integer else float(value)
 
 
-def tune(scores, correct, costs, budget, *, method: str = "ippp", score_range=None,
-         polish: bool = True, init=None, k: float = DEFAULT_K, T: int = 100, J: int = 10,
-         gamma: float = 10.0, mu: float = 1.0, eta: float = 100.0, beta: float = DEFAULT_BETA,
-         tol: float = DEFAULT_TOL, progress=None) -> TuneResult:
-    """Choose exit thresholds that maximise accuracy under a mean-latency budget.
+def _tails(tail) -> list[TailBudget]:
+    if tail is None:
+        return []
+    items = [tail] if isinstance(tail, (TailBudget, dict)) or (
+        isinstance(tail, tuple) and len(tail) == 2 and not isinstance(tail[0], (TailBudget, tuple, dict))
+    ) else list(tail)
+    out = []
+    for item in items:
+        if isinstance(item, TailBudget):
+            out.append(item)
+        elif isinstance(item, dict):
+            out.append(TailBudget(float(item["level"]), float(item["latency"])))
+        else:
+            try:
+                level, limit = item
+            except (TypeError, ValueError):
+                raise ValueError(f"tail must be (level, latency) pairs or TailBudget, got {item!r}") from None
+            out.append(TailBudget(float(level), float(limit)))
+    return out
+
+
+def tail_records(tails, latencies) -> list[dict]:
+    """What each tail budget looks like on per-sample ``latencies`` (hard)."""
+    from .tail import latency_quantile
+
+    lat = np.asarray(latencies, dtype=np.float64)
+    return [
+        {**tb.to_dict(), "quantile": latency_quantile(lat, tb.level), "over": tb.over(lat),
+         "allowed": tb.allowed(lat.size), "share_over": tb.over(lat) / lat.size}
+        for tb in tails
+    ]
+
+
+def tune(scores, correct, costs, budget=None, *, tail=None, method: str = "ippp",
+         score_range=None, polish: bool = True, init=None, k: float = DEFAULT_K, T: int = 100,
+         J: int = 10, gamma: float = 10.0, mu: float = 1.0, eta: float = 100.0,
+         beta: float = DEFAULT_BETA, tol: float = DEFAULT_TOL, hard_tol: float = DEFAULT_HARD_TOL,
+         smooth_samples: int = DEFAULT_SMOOTH_SAMPLES, progress=None) -> TuneResult:
+    """Choose exit thresholds that maximise accuracy under mean- and tail-latency budgets.
 
     Parameters
     ----------
@@ -180,8 +230,14 @@ def tune(scores, correct, costs, budget, *, method: str = "ippp", score_range=No
     costs : array_like, shape (N,)
         ``d_1 .. d_N``: mean latency of inference that stops at each exit, in any
         unit (seconds, relative, FLOPs).
-    budget : float
-        Gamma, the mean-latency budget, in the unit of ``costs``.
+    budget : float or None
+        Gamma, the mean-latency budget, in the unit of ``costs``; None for none
+        (then ``tail`` must be given).
+    tail : TailBudget, (level, latency) pair, or a list of them, optional
+        Tail-latency budgets "the p-quantile of latency <= X" (:mod:`.tail`):
+        at most ``M - ceil(p M)`` tuning samples may take an exit with
+        ``d_n > X``.  Each is one more constraint row of the smoothed problem
+        and of the exact repair and polish, and holds exactly on the split.
     method : {"ippp", "heuristic", "single"}
     score_range : (float, float), optional
         The box ``S = [lo, hi]`` of the confidence measure (e.g. ``(0, 1)`` for the
@@ -207,6 +263,15 @@ def tune(scores, correct, costs, budget, *, method: str = "ippp", score_range=No
     tol : float
         Algorithm 1 stops once an outer step ``||t^(t+1) - t^(t)||`` is below
         ``tol`` (normalised scores); 0 always runs ``T`` outer iterations.
+    hard_tol : float
+        Algorithm 1 also stops once, three outer iterations in a row, fewer than
+        this share of the (smoothed problem's) samples change exit under the
+        hard rule from one outer iterate to the next; 0 turns this off.
+    smooth_samples : int
+        The warm start and Algorithm 1 work on a fixed random subset of this
+        many samples when the split has more (the repair and the polish always
+        use every sample); ``smooth_accuracy`` and ``smooth_latency`` are then
+        those of the subset.
     progress : callable(done, total), optional
         Called as the solve advances.
 
@@ -219,7 +284,8 @@ def tune(scores, correct, costs, budget, *, method: str = "ippp", score_range=No
     ValueError
         For malformed inputs or parameters (the message names the parameter).
     InfeasibleBudgetError
-        When ``budget`` is below the smallest achievable mean latency.
+        When ``budget`` is below the smallest achievable mean latency, or a
+        tail latency below the smallest cost.
 
     Notes
     -----
@@ -243,17 +309,29 @@ def tune(scores, correct, costs, budget, *, method: str = "ippp", score_range=No
     (decided afterwards by the exact repair and polish) no longer changes
     measurably, while stopping there saves most of the 1,000 gradient
     evaluations of the paper's T = 100, J = 10.
+    ``hard_tol = 0.01``: on many-exit problems the outer steps stay above
+    ``tol`` for all T = 100 iterations while each moves well under 1% of the
+    samples to another exit; the exact polish that follows moves single
+    samples, and capping Algorithm 1 at 5 to 100 outer iterations changed the
+    polished accuracy by at most 0.03 points on average (benchmarks/RESULTS.md).
+    ``smooth_samples = 65,536``: one gradient costs O(N M); on a subset the
+    smoothed solve stays a few seconds at M = 1e6, N = 32, and the exact phase
+    on every sample recovers the difference (benchmarks/RESULTS.md).
     """
     t_start = time.perf_counter()
     scores, correct, costs = check_problem(scores, correct, costs)
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    try:
-        budget = float(budget)
-    except (TypeError, ValueError):
-        raise ValueError(f"budget must be a positive finite number, got {budget!r}") from None
-    if not (math.isfinite(budget) and budget > 0):
-        raise ValueError(f"budget must be positive and finite, got {budget!r}")
+    tails = _tails(tail)
+    if budget is not None:
+        try:
+            budget = float(budget)
+        except (TypeError, ValueError):
+            raise ValueError(f"budget must be a positive finite number, got {budget!r}") from None
+        if not (math.isfinite(budget) and budget > 0):
+            raise ValueError(f"budget must be positive and finite, got {budget!r}")
+    elif not tails:
+        raise ValueError("give a mean-latency budget, a tail budget, or both")
     k = _positive("k", k)
     T = _positive("T", T, integer=True)
     J = _positive("J", J, integer=True)
@@ -267,6 +345,13 @@ def tune(scores, correct, costs, budget, *, method: str = "ippp", score_range=No
         tol = float("nan")
     if not (math.isfinite(tol) and tol >= 0):
         raise ValueError(f"tol must be non-negative and finite, got {tol!r}")
+    try:
+        hard_tol = float(hard_tol)
+    except (TypeError, ValueError):
+        hard_tol = float("nan")
+    if not 0 <= hard_tol <= 1:
+        raise ValueError(f"hard_tol must lie in [0, 1], got {hard_tol!r}")
+    smooth_samples = _positive("smooth_samples", smooth_samples, integer=True)
     if progress is not None and not callable(progress):
         raise ValueError("progress must be callable(done, total) or None")
     n_exits, n_samples = scores.shape
@@ -300,14 +385,21 @@ def tune(scores, correct, costs, budget, *, method: str = "ippp", score_range=No
             "repair assume deeper exits cost more, results may be poor"
         )
     min_cost, max_cost = float(costs.min()), float(costs.max())
-    if budget < min_cost:
+    for tb in tails:
+        if tb.latency < min_cost:
+            raise InfeasibleBudgetError(
+                f"tail budget {tb.label()} <= {tb.latency:.6g} is below the smallest per-exit cost "
+                f"{min_cost:.6g} (exit {int(np.argmin(costs)) + 1}): every sample takes longer, "
+                "in the unit of the costs"
+            )
+    if budget is not None and budget < min_cost:
         raise InfeasibleBudgetError(
             f"budget {budget:.6g} is below the smallest achievable mean latency "
             f"{min_cost:.6g} (every sample leaving at exit {int(np.argmin(costs)) + 1}), "
             "in the unit of the costs"
         )
     notes = []
-    if budget >= max_cost:
+    if budget is not None and budget >= max_cost:
         notes.append(
             f"the budget {budget:.6g} is at or above the largest cost {max_cost:.6g}, so the "
             "latency constraint cannot bind; thresholds maximise accuracy alone"
@@ -321,12 +413,18 @@ def tune(scores, correct, costs, budget, *, method: str = "ippp", score_range=No
 
     params = {
         "method": method, "k": k, "T": T, "J": J, "gamma": gamma, "mu": mu, "eta": eta,
-        "beta": beta, "tol": tol, "polish": bool(polish and method == "ippp"),
+        "beta": beta, "tol": tol, "hard_tol": hard_tol, "smooth_samples": min(smooth_samples, n_samples),
+        "polish": bool(polish and method == "ippp"),
         "score_range": [lo, hi], "init": None if init_arr is None else init_arr.tolist(),
-        "cost_scale": max_cost, "normalised_budget": budget / max_cost,
+        "cost_scale": max_cost,
+        "normalised_budget": None if budget is None else budget / max_cost,
+        "tail": [tb.to_dict() for tb in tails],
     }
 
-    hard = HardProblem(scores, correct, costs, budget, lo, hi)
+    rows = [tb.row(costs) for tb in tails]
+    allowed = [tb.allowed(n_samples) for tb in tails]
+    hard_rows, hard_bounds = constraint_rows(costs, budget, tails, n_samples)
+    hard = HardProblem(scores, correct, hard_rows, hard_bounds, lo, hi)
     stages: dict = {}
 
     if method != "ippp":
@@ -342,22 +440,32 @@ def tune(scores, correct, costs, budget, *, method: str = "ippp", score_range=No
                 "mean_latency": res.mean_latency, "shift": res.shift,
             }
             notes.append(
-                f"the rule's thresholds exceeded the budget on the tuning split "
-                f"({res.raw_mean_latency:.6g} > {budget:.6g}) and were moved down together"
+                "the rule's thresholds exceeded the budget on the tuning split "
+                f"(mean latency {res.raw_mean_latency:.6g}) and were moved down together"
             )
         if progress is not None:
             progress(1, 1)
         final_t = np.asarray(res.thresholds, dtype=np.float64)
         return _result(final_t, method, budget, scores, correct, costs, None, True, "ok",
-                       notes, 0, 0, t_start, params, stages, warnings)
+                       notes, 0, 0, t_start, params, stages, warnings, tails)
 
     # ---------------------------------------------------------------- iPPP
     # normalised problem; the normalised costs are rounded to 40 bits so that
     # costs given in seconds, milliseconds or FLOPs give bit-identical problems
-    u = (scores - lo) / width
+    if n_samples > smooth_samples:
+        pick = np.sort(np.random.default_rng(0).choice(n_samples, smooth_samples, replace=False))
+        u = (scores[:, pick] - lo) / width
+        c_sub = correct[:, pick]
+    else:
+        u = (scores - lo) / width
+        c_sub = correct
     dn = _round_bits(costs / max_cost)
-    gn = _round_bits(budget / max_cost)
-    smooth = SmoothProblem(u, correct, dn, gn, k, dtype=np.float32)
+    gn = None if budget is None else _round_bits(budget / max_cost)
+    # the smoothed tail rows' limits are shares, the same on the subset as on the split
+    smooth = SmoothProblem(u, c_sub, dn, gn, k, dtype=np.float32,
+                           extra_rows=np.array(rows, dtype=np.float64).reshape(len(tails), n_exits),
+                           extra_limits=[a / n_samples for a in allowed])
+    del c_sub
 
     def to_orig(t):
         return lo + width * np.asarray(t, dtype=np.float64)
@@ -374,12 +482,14 @@ def tune(scores, correct, costs, budget, *, method: str = "ippp", score_range=No
     start = ws.thresholds if init_arr is None else np.clip(to_norm(init_arr), 0.0, 1.0)
     total = T + (1 if polish else 0)
     res = _ippp(smooth, start, 0.0, 1.0, T=T, J=J, gamma=gamma, mu=mu, eta=eta, beta=beta,
-                tol=tol, progress=None if progress is None else (lambda d, _t: progress(d, total)))
+                tol=tol, hard_exits=lambda t: exit_indices(u, t), hard_tol=hard_tol,
+                progress=None if progress is None else (lambda d, _t: progress(d, total)))
+    del u
     t_solved = time.perf_counter()
     t_ippp = to_orig(res.thresholds)
     stages["ippp"] = _stage(hard, t_ippp, smooth_vals(res.thresholds),
                             iterations=res.iterations, smallest_step=res.smallest_step,
-                            seconds=t_solved - t_start)
+                            stopped=res.stopped, seconds=t_solved - t_start)
 
     repaired, shift = hard.repair(t_ippp)
     was_repaired = not hard.feasible(hard.state(hard.index_of(t_ippp)))
@@ -396,7 +506,9 @@ def tune(scores, correct, costs, budget, *, method: str = "ippp", score_range=No
         starts["heuristic"] = hard.state(hard.index_of(h.thresholds))
         if init_arr is not None:
             starts["init"] = hard.repair(init_arr)[0]
+        # every start gets the cheap level; only the best goes on to the finer grids
         best_name, best, rounds_total, seen = None, None, 0, set()
+        sweeps0 = hard.pair_sweeps
         for name, st in starts.items():
             if not hard.feasible(st):
                 continue
@@ -404,12 +516,11 @@ def tune(scores, correct, costs, budget, *, method: str = "ippp", score_range=No
             if sig in seen:
                 continue
             seen.add(sig)
-            # every start gets the cheap search; only the best goes on to the finer grids
             out, rounds = hard.polish(st, levels=_POLISH_LEVELS[:1])
             rounds_total += rounds
             if best is None or out.key() > best.key():
                 best_name, best = name, out
-        if best is not None and len(_POLISH_LEVELS) > 1:
+        if best is not None:
             best, rounds = hard.polish(best, levels=_POLISH_LEVELS)
             rounds_total += rounds
         if best is not None and best.key() > repaired.key():
@@ -417,6 +528,7 @@ def tune(scores, correct, costs, budget, *, method: str = "ippp", score_range=No
         elif best is not None:
             best_name = "ippp"
         stages["polished"] = _stage(hard, final_t, None, start=best_name, rounds=rounds_total,
+                                    pair_sweeps=hard.pair_sweeps - sweeps0,
                                     seconds=time.perf_counter() - t_solved)
         if progress is not None:
             progress(total, total)
@@ -424,9 +536,12 @@ def tune(scores, correct, costs, budget, *, method: str = "ippp", score_range=No
     final_n = to_norm(final_t)
     sa, sl = smooth_vals(final_n)
     status = "converged" if res.converged else "max_iterations"
-    if res.converged:
+    if res.stopped == "tol":
         notes.insert(0, f"Algorithm 1 stopped after {res.iterations} outer iterations "
                         f"(step below tol={tol:g})")
+    elif res.stopped == "hard":
+        notes.insert(0, f"Algorithm 1 stopped after {res.iterations} outer iterations "
+                        f"(fewer than {hard_tol:.3g} of the samples changing exit)")
     else:
         notes.insert(0, f"Algorithm 1 ran all T={T} outer iterations")
     if was_repaired:
@@ -434,7 +549,7 @@ def tune(scores, correct, costs, budget, *, method: str = "ippp", score_range=No
                      "moved down together")
     return _result(final_t, method, budget, scores, correct, costs, (sa, sl * max_cost),
                    res.converged, status, notes, res.iterations, res.gradient_evaluations,
-                   t_start, params, stages, warnings)
+                   t_start, params, stages, warnings, tails)
 
 
 def _round_bits(x, bits: int = 40):
@@ -458,10 +573,13 @@ def _stage(hard: HardProblem, thresholds, smooth, **extra) -> dict:
 
 
 def _result(thresholds, method, budget, scores, correct, costs, smooth, converged, status,
-            notes, iterations, gevals, t_start, params, stages, warnings) -> TuneResult:
+            notes, iterations, gevals, t_start, params, stages, warnings, tails=()) -> TuneResult:
     rep = replay(scores, correct, thresholds, costs)
-    if rep.mean_latency > budget:  # pragma: no cover - guarded by the exact machinery
+    if budget is not None and rep.mean_latency > budget:  # pragma: no cover - guarded by the exact machinery
         raise RuntimeError("internal error: tuned thresholds exceed the budget")
+    lat = costs[rep.exit_index]
+    if any(not tb.holds(lat) for tb in tails):  # pragma: no cover - guarded by the exact machinery
+        raise RuntimeError("internal error: tuned thresholds exceed a tail budget")
     message = "; ".join(notes) if notes else "ok"
     return TuneResult(
         thresholds=np.asarray(thresholds, dtype=np.float64).copy(),
@@ -480,4 +598,5 @@ def _result(thresholds, method, budget, scores, correct, costs, smooth, converge
         params=params,
         stages=stages,
         warnings=tuple(warnings),
+        tail=tuple(tail_records(tails, lat)),
     )

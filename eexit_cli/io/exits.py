@@ -25,7 +25,7 @@ from eexit_cli.errors import InputError
 
 FORMAT = "eexit.exits/v1"
 VARIANTS = ("logits", "probs", "scores")
-CHUNK_BYTES = 32 * 2**20  # class outputs read per chunk (float64 working copy)
+CHUNK_BYTES = 32 * 2**20  # class outputs read per chunk (working copy)
 MAX_EXPANSION = 1000  # declared dataset size / file size above which the file is damaged
 
 __all__ = ["ExitOutputs", "read_exits", "FORMAT", "VARIANTS", "PROB_SUM_TOL"]
@@ -457,12 +457,15 @@ def _read_class_outputs(src, variant, confidence, chunk_bytes, ignore_index, red
     if reduce:
         scores = np.empty((n, mk), dtype=np.float64)
         correct = np.empty((n, mk), dtype=bool)
+    # blocks are read in their own precision (float16 widened to float32) and turned into
+    # float64 log-probabilities one block at a time
+    work = np.float64 if variant == "probs" or ds.dtype == np.float64 else np.float32
     step = max(1, int(chunk_bytes // max(1, n * c * 8)))
     done = 0  # kept samples processed
     for start in range(0, m, step):
         stop = min(m, start + step)
         try:
-            block = np.asarray(ds[:, start:stop, :], dtype=np.float64)
+            block = np.asarray(ds[:, start:stop, :], dtype=work)
         except (OSError, RuntimeError) as exc:
             raise InputError(
                 f"{where}: {ref} cannot be read at samples {start}..{stop - 1} ({exc}); is the file truncated?"
@@ -491,6 +494,8 @@ def _read_class_outputs(src, variant, confidence, chunk_bytes, ignore_index, red
                    logits_name=src.ref("logits"), offset=offset + start)
         if not reduce or block.shape[1] == 0:
             continue
+        # the same float64 log-probabilities as ExitPolicy computes at serving time, so
+        # that thresholds equal to a sample's confidence decide alike in both
         sc, co = confidence_and_correct(log_probs(block, variant), block_labels, measure)
         b = block.shape[1]
         scores[:, done:done + b] = sc

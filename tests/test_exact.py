@@ -1,0 +1,153 @@
+"""Exact machinery with several linear constraint rows and either objective,
+checked against exhaustive search and against replay."""
+
+import itertools
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from eexit_cli.core.exact import HardProblem
+from eexit_cli.core.replay import replay
+
+
+def _problem(n_exits, n_samples, seed, ties=False):
+    rng = np.random.default_rng(seed)
+    difficulty = rng.random(n_samples)
+    scores = np.clip(0.5 * rng.random((n_exits, n_samples)) + 0.5 * (1 - difficulty)
+                     + 0.1 * np.arange(n_exits)[:, None] * rng.random((n_exits, n_samples)), 0, 1)
+    if ties:
+        scores = np.round(scores, 2)
+    correct = rng.random((n_exits, n_samples)) < 0.4 + 0.5 * scores
+    costs = np.cumsum(rng.uniform(0.3, 1.0, n_exits))
+    return scores, correct, costs
+
+
+def _two_rows(costs, seed):
+    """Mean latency and a tail row: share of samples past exit ``x`` (p-quantile form)."""
+    rng = np.random.default_rng(seed)
+    x = int(rng.integers(0, costs.size - 1))
+    tail = (costs > costs[x]).astype(float)
+    rows = np.vstack([costs, tail])
+    bounds = np.array([costs[0] + rng.uniform(0.2, 0.8) * (costs[-1] - costs[0]),
+                       rng.uniform(0.1, 0.6)])
+    return rows, bounds
+
+
+def _brute(hp, key, ok):
+    best = None
+    sizes = [hp.n_candidates(n) for n in range(hp.n_exits - 1)]
+    for idx in itertools.product(*(range(s) for s in sizes)):
+        st = hp.state(list(idx))
+        if ok(st) and (best is None or key(st) > key(best)):
+            best = st
+    return best
+
+
+def _means(scores, correct, rows, thresholds):
+    fr = replay(scores, correct, thresholds, rows[0]).fraction
+    return np.array([fr @ r for r in rows])
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_two_rows_accuracy_matches_exhaustive_search(seed):
+    scores, correct, costs = _problem(3, 120, seed, ties=seed % 2 == 0)
+    rows, bounds = _two_rows(costs, seed)
+    hp = HardProblem(scores, correct, rows, bounds)
+    best = _brute(hp, lambda s: (s.hits, -s.means[0]), lambda s: bool(np.all(s.means <= bounds)))
+    start = hp.repair(np.full(2, 0.9))[0]
+    if not hp.feasible(start):
+        assert best is None or not hp.feasible(start)
+        return
+    out, _ = hp.polish(start)  # one pair, exhaustive grids: a global search
+    assert hp.feasible(out)
+    assert out.hits == best.hits
+    assert_allclose(out.mean_latency, best.mean_latency, rtol=0, atol=1e-12)
+    # every constraint holds on an independent replay of the thresholds
+    t = hp.thresholds_of(out.index)
+    assert np.all(_means(scores, correct, rows, t) <= bounds)
+    assert replay(scores, correct, t, costs).accuracy * 120 == out.hits
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_cost_objective_matches_exhaustive_search(seed):
+    # the fastest thresholds keeping a given accuracy, under a tail row too
+    scores, correct, costs = _problem(3, 100, 50 + seed, ties=seed % 2 == 1)
+    rows, bounds = _two_rows(costs, seed)
+    bounds[0] = np.inf  # the objective row needs no bound
+    acc = HardProblem(scores, correct, rows, bounds)
+    top = _brute(acc, lambda s: (s.hits, -s.means[0]), lambda s: s.means[1] <= bounds[1])
+    min_hits = int(top.hits * np.random.default_rng(seed).uniform(0.9, 1.0))
+    hp = HardProblem(scores, correct, rows, bounds, objective="cost", min_hits=min_hits)
+    best = _brute(hp, lambda s: (-s.means[0], s.hits),
+                  lambda s: s.hits >= min_hits and s.means[1] <= bounds[1])
+    # start from the most accurate state, which meets the target by construction
+    start = hp.state(top.index)
+    assert hp.feasible(start)
+    out, _ = hp.polish(start)
+    assert hp.feasible(out) and out.hits >= min_hits
+    assert_allclose(out.mean_latency, best.mean_latency, rtol=0, atol=1e-12)
+    assert out.hits == best.hits
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("pair", [(0, 1), (0, 2), (1, 3)])
+@pytest.mark.parametrize("coarse", [0, 6])
+def test_pair_sweep_with_two_rows_is_best_cell_of_its_grid(seed, pair, coarse):
+    # coarse=0: windows around the current thresholds (samples read by rank);
+    # coarse=6: windows plus quantiles (every sample reaching i)
+    scores, correct, costs = _problem(5, 300, 80 + seed, ties=seed % 2 == 1)
+    rows, bounds = _two_rows(costs, seed)
+    bounds[1] = max(bounds[1], 0.5)
+    hp = HardProblem(scores, correct, rows, bounds)
+    st = hp.repair(np.full(4, 0.6))[0]
+    if not hp.feasible(st):
+        pytest.skip("no feasible start")
+    i, j = pair
+    gi, gj = hp.pair_grids(st, i, j, local=3, coarse=coarse, exhaustive=0)
+    best = st
+    for a in gi:
+        for b in gj:
+            idx = st.index.copy()
+            idx[i], idx[j] = a, b
+            cand = hp.state(idx)
+            if hp.feasible(cand) and cand.key() > best.key():
+                best = cand
+    out = hp.sweep_pair(st, i, j, local=3, coarse=coarse, exhaustive=0)
+    assert hp.feasible(out)
+    assert out.key() == best.key()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_incremental_moves_agree_with_full_evaluation(seed):
+    scores, correct, costs = _problem(6, 400, 200 + seed, ties=seed % 2 == 0)
+    rows, bounds = _two_rows(costs, seed)
+    hp = HardProblem(scores, correct, rows, bounds)
+    rng = np.random.default_rng(seed)
+    sizes = np.array([hp.n_candidates(n) for n in range(5)])
+    st = hp.state(rng.integers(0, sizes))
+    for _ in range(30):
+        idx = st.index.copy()
+        for n in rng.choice(5, size=rng.integers(1, 4), replace=False):
+            idx[n] = rng.integers(0, sizes[n])
+        st = hp.move(st, idx)
+        full = HardProblem(scores, correct, rows, bounds).state(idx)
+        assert st.hits == full.hits
+        np.testing.assert_array_equal(st.counts, full.counts)
+        np.testing.assert_array_equal(st.means, full.means)
+        ex = hp.exits(idx)
+        np.testing.assert_array_equal(hp._load(st), ex)
+        rep = replay(scores, correct, hp.thresholds_of(idx), costs)
+        np.testing.assert_array_equal(rep.exit_index, ex)
+
+
+def test_bad_rows_and_objective_raise():
+    scores, correct, costs = _problem(3, 50, 1)
+    with pytest.raises(ValueError, match="costs"):
+        HardProblem(scores, correct, np.ones((2, 4)), [1.0, 1.0])
+    with pytest.raises(ValueError, match="budget"):
+        HardProblem(scores, correct, np.vstack([costs, costs]), [1.0])
+    with pytest.raises(ValueError, match="min_hits"):
+        HardProblem(scores, correct, costs, 1.0, objective="cost")
+    with pytest.raises(ValueError, match="objective"):
+        HardProblem(scores, correct, costs, 1.0, objective="speed")
