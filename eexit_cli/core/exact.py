@@ -215,6 +215,7 @@ class HardProblem:
         self._exit_dtype = np.int8 if n <= 127 else np.int16
         self._exit = None  # exits of the current state
         self._exit_owner = None
+        self._current = None
         self._serial = 0
         self.evaluations = 0
         self.moves = 0
@@ -315,7 +316,16 @@ class HardProblem:
         hits, counts = self._summarise(ex)
         st = self._make(index, hits, counts)
         self._exit, self._exit_owner = ex, st._cache["serial"]
+        self._current = st
         return st
+
+    def evaluate(self, index) -> HardState:
+        """Exact outcome of candidate indices, as :meth:`state`, updated from the
+        current state when there is one (a move) instead of from scratch."""
+        cur = self._current
+        if cur is not None and self._exit_owner == cur._cache["serial"]:
+            return self.move(cur, index)
+        return self.state(index)
 
     def feasible(self, st: HardState) -> bool:
         """Every row within its bound (and ``hits >= min_hits``), exactly."""
@@ -329,6 +339,7 @@ class HardProblem:
             self.evaluations += 1
             self._exit = self.exits(st.index)
             self._exit_owner = st._cache["serial"]
+            self._current = st
         return self._exit
 
     def _band(self, n: int, lo: int, hi: int) -> np.ndarray:
@@ -399,6 +410,7 @@ class HardProblem:
         sub, new_e = delta
         self._exit[sub] = new_e
         self._exit_owner = new._cache["serial"]
+        self._current = new
 
     # ------------------------------------------------------------------ repair
     def repair(self, thresholds) -> tuple[HardState, float]:
@@ -411,7 +423,7 @@ class HardProblem:
         which case every sample is sent to the exit cheapest in row 0.
         """
         t = np.asarray(thresholds, dtype=np.float64)
-        st = self.state(self.index_of(t))
+        st = self.evaluate(self.index_of(t))
         if self.feasible(st):
             return st, 0.0
         bottom = min(float(v[0]) for v in self._values)

@@ -77,11 +77,10 @@ def check_problem(scores, correct, costs=None):
         raise ValueError("scores has no samples")
     if correct.shape != scores.shape:
         raise ValueError(f"correct has shape {correct.shape}, expected {scores.shape} like scores")
-    # a sum of squares (one BLAS dot product, the fastest pass there is)
-    # propagates NaN and infinities; only when it is not finite (NaN, inf, or
-    # the overflow of huge but finite scores) is every score looked at
-    flat = scores.reshape(-1)
-    if not np.isfinite(flat @ flat) and not np.all(np.isfinite(scores)):
+    # a sum propagates NaN and infinities: one fast pass and no boolean array;
+    # only when it is not finite (NaN, inf, or the overflow of huge but finite
+    # scores) is every score looked at
+    if not np.isfinite(scores.sum()) and not np.all(np.isfinite(scores)):
         raise ValueError("scores contains NaN or Inf")
     correct = correct.astype(bool, copy=False)
     if costs is None:

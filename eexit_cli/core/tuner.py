@@ -410,7 +410,9 @@ def tune(scores, correct, costs, budget, *, method: str = "ippp", score_range=No
     def smooth_vals(t_norm):
         return smooth.values(np.clip(t_norm, 0.0, 1.0))
 
-    ws = _warm_start(smooth, 0.0, 1.0)
+    # the root to 1e-6 in normalised scores, far below the logistic's scale 1/k:
+    # Algorithm 1 moves on from it anyway
+    ws = _warm_start(smooth, 0.0, 1.0, xtol=1e-6)
     stages["warm_start"] = _stage(hard, to_orig(ws.thresholds), smooth_vals(ws.thresholds),
                                   step=ws.step, status=ws.status)
     start = ws.thresholds if init_arr is None else np.clip(to_norm(init_arr), 0.0, 1.0)
@@ -426,7 +428,7 @@ def tune(scores, correct, costs, budget, *, method: str = "ippp", score_range=No
                             stopped=res.stopped, seconds=t_solved - t_start)
 
     repaired, shift = hard.repair(t_ippp)
-    was_repaired = not hard.feasible(hard.state(hard.index_of(t_ippp)))
+    was_repaired = not hard.feasible(hard.evaluate(hard.index_of(t_ippp)))
     if was_repaired:
         stages["repaired"] = _stage(hard, hard.thresholds_of(repaired.index), None, shift=shift)
         rep_t = hard.thresholds_of(repaired.index)
@@ -437,7 +439,7 @@ def tune(scores, correct, costs, budget, *, method: str = "ippp", score_range=No
         starts = {"ippp": repaired}
         starts["warm_start"] = hard.repair(to_orig(ws.thresholds))[0]
         h = _heuristic(scores, correct, costs, budget, hard=hard)
-        starts["heuristic"] = hard.state(hard.index_of(h.thresholds))
+        starts["heuristic"] = hard.evaluate(hard.index_of(h.thresholds))
         if init_arr is not None:
             starts["init"] = hard.repair(init_arr)[0]
         # every start gets the cheap level; only the best goes on to the finer grids
@@ -492,7 +494,7 @@ def _round_bits(x, bits: int = 40):
 
 
 def _stage(hard: HardProblem, thresholds, smooth, **extra) -> dict:
-    st = hard.state(hard.index_of(thresholds))
+    st = hard.evaluate(hard.index_of(thresholds))
     out = {
         "thresholds": np.asarray(thresholds, dtype=np.float64),
         "accuracy": st.hits / hard.n_samples,
