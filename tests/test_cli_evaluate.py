@@ -4,6 +4,7 @@ line with exit code 2 for every unusable input."""
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 
 import json
 
@@ -28,7 +29,20 @@ def invoke(*args):
 
 def report_of(result) -> dict:
     assert "Traceback" not in result.stdout + result.stderr
-    return json.loads(result.stdout)
+    rep = json.loads(result.stdout)
+    assert rep["format"] == "eexit.evaluation/v2"
+    assert rep["n_entries"] == len(rep["entries"]) >= 1
+    return rep
+
+
+def entry_of(result) -> dict:
+    """The one entry of a report on one threshold set; its summary is the entry itself."""
+    rep = report_of(result)
+    assert rep["n_entries"] == 1
+    entry = rep["entries"][0]
+    for key in ("passed", "accuracy", "mean_latency", "violation", "within_budget", "accuracy_ok"):
+        assert rep[key] == entry[key], key
+    return entry
 
 
 def expected_replay(data, thresholds=THRESHOLDS, costs=COSTS, measure="max_softmax"):
@@ -64,12 +78,12 @@ def test_report_equals_replay(exits_file, thresholds_json, data, variant, measur
     thr = thresholds_json(box, COSTS, confidence=measure, budget=exp.mean_latency * 1.5, unit="ms")
     result = invoke("evaluate", split, thr)
     assert result.exit_code == 0, result.stderr
-    rep = report_of(result)
-    assert rep["format"] == "eexit.evaluation/v1"
+    top = report_of(result)
+    rep = entry_of(result)
     for key in ("accuracy", "mean_latency", "budget", "violation", "unit", "per_exit"):
         assert key in rep
-    assert rep["confidence"] == measure
-    assert rep["samples"] == 60
+    assert rep["confidence"] == top["confidence"] == measure
+    assert top["samples"] == 60
     assert rep["unit"] == "ms"
     assert rep["passed"] is True and rep["within_budget"] is True
     assert rep["accuracy"] == pytest.approx(exp.accuracy, abs=1e-15)
@@ -94,11 +108,11 @@ def test_gate_on_budget_and_tolerance(split, thresholds_json, data, mean_latency
 
     ok = invoke("evaluate", split, under)
     assert ok.exit_code == 0, ok.stderr
-    assert report_of(ok)["violation"] < 0
+    assert entry_of(ok)["violation"] < 0
 
     bad = invoke("evaluate", split, over)
     assert bad.exit_code == 1
-    rep = report_of(bad)
+    rep = entry_of(bad)
     assert rep["violation"] == pytest.approx(0.01)
     assert rep["within_budget"] is False and rep["passed"] is False
     assert "FAIL" in bad.stderr
@@ -106,14 +120,14 @@ def test_gate_on_budget_and_tolerance(split, thresholds_json, data, mean_latency
     assert invoke("evaluate", split, over, "--tolerance", "2%").exit_code == 0
     assert invoke("evaluate", split, over, "--tolerance", "0.02").exit_code == 0
     assert invoke("evaluate", split, over, "--tolerance", "0.5%").exit_code == 1
-    assert report_of(invoke("evaluate", split, over, "--tolerance", "2%"))["tolerance"] == 0.02
+    assert entry_of(invoke("evaluate", split, over, "--tolerance", "2%"))["tolerance"] == 0.02
 
 
 def test_budget_exactly_met_passes(split, thresholds_json, mean_latency):
     exact = thresholds_json(THRESHOLDS, COSTS, budget=mean_latency)
     result = invoke("evaluate", split, exact)
     assert result.exit_code == 0
-    assert report_of(result)["violation"] == 0.0
+    assert entry_of(result)["violation"] == 0.0
 
 
 def test_gate_on_min_accuracy(split, thresholds_json, data):
@@ -123,7 +137,7 @@ def test_gate_on_min_accuracy(split, thresholds_json, data):
     assert invoke("evaluate", split, thr, "--min-accuracy", f"{100 * acc - 1}%").exit_code == 0
     low = invoke("evaluate", split, thr, "--min-accuracy", acc + 0.01)
     assert low.exit_code == 1
-    rep = report_of(low)
+    rep = entry_of(low)
     assert rep["accuracy_ok"] is False and rep["within_budget"] is True
     assert rep["min_accuracy"] == pytest.approx(acc + 0.01)
 
@@ -131,16 +145,16 @@ def test_gate_on_min_accuracy(split, thresholds_json, data):
 def test_no_budget_means_no_violation(split, thresholds_json):
     result = invoke("evaluate", split, thresholds_json(THRESHOLDS, COSTS, budget=None))
     assert result.exit_code == 0
-    rep = report_of(result)
+    rep = entry_of(result)
     assert rep["budget"] is None and rep["violation"] is None
 
 
 def test_budget_override_in_percent_and_absolute(split, thresholds_json, mean_latency):
     thr = thresholds_json(THRESHOLDS, COSTS, budget=100.0)
-    rep = report_of(invoke("evaluate", split, thr, "--budget", "60%"))
+    rep = entry_of(invoke("evaluate", split, thr, "--budget", "60%"))
     assert rep["budget"] == pytest.approx(0.6 * COSTS[-1])
     assert rep["violation"] == pytest.approx((mean_latency - 2.4) / 2.4)
-    rep = report_of(invoke("evaluate", split, thr, "--budget", "1.5"))
+    rep = entry_of(invoke("evaluate", split, thr, "--budget", "1.5"))
     assert rep["budget"] == 1.5
     below = invoke("evaluate", split, thr, "--budget", mean_latency * 0.9)
     assert below.exit_code == 1
@@ -150,7 +164,7 @@ def test_latency_override(split, thresholds_json, latency_json, data):
     thr = thresholds_json(THRESHOLDS, COSTS, budget=None)
     measured = [0.5, 0.75, 3.0]
     lat = latency_json(measured, unit="s", name="measured.json")
-    rep = report_of(invoke("evaluate", split, thr, "--latency", lat, "--budget", "50%"))
+    rep = entry_of(invoke("evaluate", split, thr, "--latency", lat, "--budget", "50%"))
     exp = expected_replay(data, costs=measured)
     assert rep["mean_latency"] == pytest.approx(exp.mean_latency)
     assert rep["unit"] == "s"
@@ -165,7 +179,7 @@ def test_output_file(split, thresholds_json, tmp_path):
     assert result.exit_code == 0
     assert result.stdout == ""  # the report went to the file
     written = json.loads(out.read_text())
-    assert written["format"] == "eexit.evaluation/v1"
+    assert written["format"] == "eexit.evaluation/v2"
     both = invoke("evaluate", split, thr, "-o", out, "--json")
     assert json.loads(both.stdout) == json.loads(out.read_text()) == written
     dash = invoke("evaluate", split, thr, "-o", "-")
@@ -180,18 +194,22 @@ def test_output_file_is_written_when_the_gate_fails(split, thresholds_json, tmp_
     assert json.loads(out.read_text())["passed"] is False
 
 
-def test_quiet_keeps_stderr_empty(split, thresholds_json, mean_latency):
+def test_quiet_keeps_only_the_verdict(split, thresholds_json, mean_latency):
     thr = thresholds_json(THRESHOLDS, COSTS, budget=mean_latency / 2)
     for args in (("--quiet", "evaluate"), ("evaluate", "--quiet"), ("-q", "evaluate")):
         result = invoke(*args, split, thr)
         assert result.exit_code == 1
-        assert result.stderr == ""
-        report_of(result)
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("FAIL: 1 of 1 set(s); mean latency")
+        assert "+100.00% over budget" in lines[0]
+        entry_of(result)
+    ok = invoke("-q", "evaluate", split, thresholds_json(THRESHOLDS, COSTS, budget=9.0, name="ok.json"))
+    assert ok.exit_code == 0 and ok.stderr.splitlines() == ["PASS: 1 threshold set(s) within budget"]
 
 
 def test_tuning_record_is_reported(split, thresholds_json):
     tuning = {"method": "ippp", "seconds": 0.1, "accuracy": 0.8, "mean_latency": 1.9}
-    rep = report_of(invoke("evaluate", split, thresholds_json(THRESHOLDS, COSTS, budget=3.0, tuning=tuning)))
+    rep = entry_of(invoke("evaluate", split, thresholds_json(THRESHOLDS, COSTS, budget=3.0, tuning=tuning)))
     assert rep["method"] == "ippp"
     assert rep["tuning_accuracy"] == 0.8
     assert rep["tuning_mean_latency"] == 1.9
@@ -227,11 +245,14 @@ def test_refdata_through_the_command_line(refdata, json_file, model, thresholds)
     split = refdata / f"{model}_test.h5"
     thr = json_file("thr.json", {"format": "eexit.thresholds/v1", "confidence": "max_softmax",
                                  "thresholds": thresholds, "budget": None, "latency": latency})
-    rep = report_of(invoke("evaluate", split, thr, "--budget", "60%"))
+    rep = entry_of(invoke("evaluate", split, thr, "--budget", "60%"))
     out = read_exits(split)
     exp = replay(out.scores, out.correct, thresholds, latency["per_exit"])
     assert rep["accuracy"] == exp.accuracy
-    assert rep["mean_latency"] == exp.mean_latency
+    # the report's mean is the exact per-sample mean rounded once
+    exact = sum(Fraction(latency["per_exit"][i]) for i in exp.exit_index) / len(exp.exit_index)
+    assert rep["mean_latency"] == float(exact)
+    assert rep["mean_latency"] == pytest.approx(exp.mean_latency, rel=1e-14)
     assert rep["unit"] == latency["unit"]
     assert rep["budget"] == pytest.approx(0.6 * latency["per_exit"][-1])
     assert [e["count"] for e in rep["per_exit"]] == np.bincount(exp.exit_index, minlength=5).tolist()
@@ -744,5 +765,8 @@ def test_output_into_missing_folder(tmp_path):
 def test_debug_shows_the_exception(tmp_path):
     k = Inputs(tmp_path)
     result = invoke("--debug", "evaluate", k.split, k.tmp / "absent.json")
-    assert result.exit_code != 0
-    assert result.exception is not None and "absent.json" in str(result.exception)
+    # the traceback, then the same line and the same documented exit code as without --debug
+    assert result.exit_code == 2
+    assert "Traceback" in result.stderr and "InputError" in result.stderr
+    assert result.stderr.splitlines()[-1].startswith("eexit evaluate: error: ")
+    assert "absent.json" in result.stderr.splitlines()[-1]

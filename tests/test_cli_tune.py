@@ -65,7 +65,7 @@ def test_tune_then_evaluate_on_the_same_split_agree(runner, val, latency_json, t
     assert run(runner, ["tune", val, "--latency", lat, "--budget", "3.0", "-o", out]).exit_code == 0
     r = run(runner, ["evaluate", val, out, "--json"])
     assert r.exit_code == 0, r.output
-    ev = json.loads(r.stdout)
+    ev = json.loads(r.stdout)["entries"][0]
     tuned = json.loads(out.read_text())["tuning"]
     assert ev["accuracy"] == tuned["accuracy"]
     assert ev["mean_latency"] == pytest.approx(tuned["mean_latency"], rel=1e-12)
@@ -195,7 +195,7 @@ def test_guarantee_records_the_certificate_and_evaluate_reports_it(runner, exits
     assert g["internal_budget"] <= 2.2
     assert g["bound"]
     r = run(runner, ["evaluate", val, out, "--json"])
-    ev = json.loads(r.stdout)
+    ev = json.loads(r.stdout)["entries"][0]
     assert ev["certified"]["upper_bound"] == g["upper_bound"]
     assert ev["certified"]["level"] == pytest.approx(0.9)
 

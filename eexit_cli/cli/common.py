@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import os
 import sys
 from typing import Iterator
 
@@ -11,7 +12,8 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from eexit_cli.io.atomic import write_json
+from eexit_cli.errors import InputError
+from eexit_cli.io.atomic import STDOUT, check_output, resolve_output, stdout_is_open, write_json
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -46,7 +48,11 @@ class State:
     def __init__(self, quiet: bool = False, debug: bool = False):
         self.quiet = quiet
         self.debug = debug
+        self.stdout_lost = False  # the reader of stdout went away (e.g. `| head`)
         self.err = Console(stderr=True, quiet=quiet, highlight=False, soft_wrap=False)
+        if not self.err.is_terminal:
+            # a log file or a CI job: long lines stay whole rather than wrapped at 80 columns
+            self.err.soft_wrap = True
 
     @property
     def interactive(self) -> bool:
@@ -74,15 +80,55 @@ def output_option(help_text: str = "Write the JSON here ('-' = stdout). Default:
         "-o",
         "--output",
         "output",
-        type=click.Path(dir_okay=False, writable=True, allow_dash=True),
+        type=click.Path(allow_dash=True),
         default=None,
         help=help_text,
     )
 
 
+def ignore_index_option(func):
+    """The shared ``--ignore-index`` option (samples with this label are left out)."""
+    return click.option(
+        "--ignore-index", "ignore_index", type=int, default=None, metavar="LABEL",
+        help="Leave out samples whose label is LABEL (e.g. -100, the PyTorch/Hugging Face "
+             "label of padding tokens). Needs /labels in SPLIT.",
+    )(func)
+
+
+def check_output_target(output: str | None, inputs=(), *, to_stdout: bool | None = None,
+                        option: str = "-o/--output") -> None:
+    """Refuse, before any work, an output that would destroy an input or cannot be written,
+    and a result meant for stdout when stdout is closed."""
+    check_output(output, inputs, option)
+    if to_stdout is None:
+        to_stdout = resolve_output(output) == STDOUT
+    if to_stdout and not stdout_is_open():
+        raise InputError("stdout is closed; give -o FILE or run with stdout open")
+
+
 def write_json_output(data, output: str | None) -> None:
-    """Write a result to ``output`` (atomically) or to stdout when it is None or '-'."""
-    write_json(data, "-" if output in (None, "-") else output)
+    """Write a result to ``output`` (atomically) or to stdout when it is None or '-'.
+
+    When the reader of stdout has gone away (``| head``, ``| true``) the rest of the
+    output is dropped and the command goes on, so its verdict on stderr and its exit
+    code are kept.
+    """
+    try:
+        write_json(data, "-" if output in (None, "-") else output)
+    except BrokenPipeError:
+        discard_stdout()
+
+
+def discard_stdout() -> None:
+    """Point stdout at /dev/null after a broken pipe (later writes and the final flush
+    then succeed quietly) and remember that the output was lost."""
+    get_state().stdout_lost = True
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 @contextlib.contextmanager
@@ -132,7 +178,8 @@ def global_options(func):
     """``--quiet`` and ``--debug``, accepted before or after the subcommand name."""
     func = click.option(
         "-q", "--quiet", is_flag=True, expose_value=False, is_eager=True, callback=_set_quiet,
-        help="No tables, progress bars or notes on stderr (errors are still printed).",
+        help="No tables, progress bars or notes on stderr (errors and evaluate's one-line "
+             "verdict are still printed).",
     )(func)
     func = click.option(
         "--debug", is_flag=True, expose_value=False, is_eager=True, callback=_set_debug,

@@ -5,70 +5,31 @@ from __future__ import annotations
 import math
 
 import click
-import numpy as np
 from rich.table import Table
 
+from eexit_cli.api.evaluation import BudgetError, evaluate_sets
 from eexit_cli.cli.common import (
     CONTEXT_SETTINGS,
+    check_output_target,
     EXIT_CODES_HELP,
     ExitCode,
     get_state,
     global_options,
+    ignore_index_option,
     stdout_is_terminal,
     write_json_output,
 )
-from eexit_cli.core.latency import parse_budget, parse_fraction
-from eexit_cli.core.replay import replay
-from eexit_cli.errors import InputError
-from eexit_cli.io.exits import read_exits
-from eexit_cli.io.jsonfiles import read_latency, read_thresholds_or_frontier
+from eexit_cli.core.latency import parse_fraction
+from eexit_cli.io.isolated import read_exits_isolated as read_exits
+from eexit_cli.io.atomic import STDOUT, resolve_output
+from eexit_cli.io.jsonfiles import FRONTIER_FORMAT, read_latency, read_thresholds_or_frontier
 
-EVALUATION_FORMAT = "eexit.evaluation/v1"
 
 
 def _fmt(x, digits=4) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "-"
     return f"{x:.{digits}g}"
-
-
-def evaluate_set(ts, outputs, *, latency, budget, tolerance, min_accuracy) -> dict:
-    """Replay one threshold set and build its JSON report."""
-    res = replay(outputs.scores, outputs.correct, ts.thresholds, latency.per_exit)
-    violation = None if budget is None else (res.mean_latency - budget) / budget
-    within = bool(violation is None or violation <= tolerance)
-    acc_ok = bool(min_accuracy is None or res.accuracy >= min_accuracy)
-    per_exit = res.per_exit()
-    for row, name, cost in zip(per_exit, outputs.exit_names, latency.per_exit):
-        row["name"] = name
-        row["latency"] = float(cost)
-    report = {
-        "accuracy": res.accuracy,
-        "mean_latency": res.mean_latency,
-        "budget": budget,
-        "violation": violation,
-        "unit": latency.unit,
-        "tolerance": tolerance,
-        "within_budget": within,
-        "min_accuracy": min_accuracy,
-        "accuracy_ok": acc_ok,
-        "passed": bool(within and acc_ok),
-        "thresholds": [float(t) for t in ts.thresholds],
-        "per_exit": per_exit,
-    }
-    tuning = ts.raw.get("tuning") if isinstance(ts.raw.get("tuning"), dict) else {}
-    if tuning:
-        report["method"] = tuning.get("method")
-        report["tuning_accuracy"] = tuning.get("accuracy")
-        report["tuning_mean_latency"] = tuning.get("mean_latency")
-    guarantee = tuning.get("guarantee") if tuning else None
-    if isinstance(guarantee, dict):
-        report["certified"] = {
-            "level": guarantee.get("level"),
-            "upper_bound": guarantee.get("upper_bound"),
-            "bound": guarantee.get("bound"),
-        }
-    return report
 
 
 def _table(reports: list[dict], unit: str, console) -> None:
@@ -129,24 +90,31 @@ def _table(reports: list[dict], unit: str, console) -> None:
 @click.argument("split", type=click.Path(dir_okay=False))
 @click.argument("thresholds", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--budget", "budget_text", metavar="GAMMA",
-              help="Override the budget: a mean latency in the profile's unit, or a percentage of "
-                   "the last exit's latency (e.g. 60%).")
+              help="Override the budget: a mean latency in the report's unit, a percentage of the "
+                   "last exit's latency (60%), or a time (1.8ms, converted).")
 @click.option("--latency", "latency_path", type=click.Path(dir_okay=False), metavar="FILE",
               help="Override the latency profile stored in THRESHOLDS (e.g. one measured on the "
-                   "deployment machine by `eexit profile`).")
+                   "deployment machine by `eexit profile`). Budgets are converted to its unit "
+                   "(s, ms, us, ns); other units must match.")
 @click.option("--tolerance", "tolerance_text", default="0%", show_default=True, metavar="FRACTION",
-              help="Allowed relative excess over the budget before the gate fails (2% or 0.02).")
+              help="Allowed relative excess over the budget before the gate fails (2% or 0.02; "
+                   "a bare number above 1 is refused).")
 @click.option("--min-accuracy", "min_accuracy_text", metavar="FRACTION",
               help="Also fail (exit 1) when accuracy is below this (0.9 or 90%).")
+@click.option("--allow-renamed-exits", is_flag=True,
+              help="Accept files whose exit_names differ (exits are matched by position). Without "
+                   "it, a split, thresholds file or profile naming other exits, or the same exits "
+                   "in another order, stops the command.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the JSON report on stdout (the default when stdout is not a terminal).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default=None,
+@click.option("-o", "--output", type=click.Path(allow_dash=True), default=None,
               help="Also write the JSON report to this file (atomically; '-' = stdout).")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, metavar="FILE.png",
+@click.option("--plot", "plot_path", type=click.Path(), default=None, metavar="FILE.png",
               help="Draw accuracy against mean latency (needs the 'plot' extra).")
+@ignore_index_option
 @global_options
 def evaluate(split, thresholds, budget_text, latency_path, tolerance_text, min_accuracy_text,
-             as_json, output, plot_path):
+             allow_renamed_exits, as_json, output, plot_path, ignore_index):
     """Replay thresholds on a split and check the latency budget.
 
     SPLIT is an exit-outputs HDF5 file (usually the test split); THRESHOLDS is the
@@ -158,7 +126,8 @@ def evaluate(split, thresholds, budget_text, latency_path, tolerance_text, min_a
     samples leaving at each exit.
 
     The exit code gates a CI job: 0 when the mean latency is within the budget (plus
-    --tolerance) and accuracy is at least --min-accuracy, 1 when not.
+    --tolerance) and accuracy is at least --min-accuracy, 1 when not. The one-line
+    verdict (PASS or FAIL and why) is printed on stderr even with --quiet.
 
     \b
     Examples:
@@ -166,70 +135,46 @@ def evaluate(split, thresholds, budget_text, latency_path, tolerance_text, min_a
       eexit evaluate test.h5 ippp.json heuristic.json --plot frontier.png
     """
     state = get_state()
+    try:
+        tolerance = parse_fraction(tolerance_text, "--tolerance")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--tolerance") from None
+    try:
+        min_accuracy = None if min_accuracy_text is None else parse_fraction(min_accuracy_text, "--min-accuracy")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--min-accuracy") from None
+    if min_accuracy is not None and min_accuracy > 1:
+        raise click.BadParameter(f"must be at most 1 (100%), got {min_accuracy_text!r}",
+                                 param_hint="--min-accuracy")
+    inputs = [split, *thresholds] + ([latency_path] if latency_path else [])
+    to_stdout = as_json or output == "-" or (output is None and not stdout_is_terminal())
+    check_output_target(output, inputs, to_stdout=to_stdout or resolve_output(output) == STDOUT)
+    check_output_target(plot_path, inputs + ([output] if output not in (None, "-") else []),
+                        to_stdout=False, option="--plot")
+
     files = []  # (path, format, threshold sets)
     for path in thresholds:
         fmt, sets_in_file, _raw = read_thresholds_or_frontier(path)
         files.append((path, fmt, sets_in_file))
     sets = [(path, ts) for path, _fmt, file_sets in files for ts in file_sets]
-    try:
-        tolerance = parse_fraction(tolerance_text, "--tolerance")
-        min_accuracy = None if min_accuracy_text is None else parse_fraction(min_accuracy_text, "--min-accuracy")
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-    if min_accuracy is not None and min_accuracy > 1:
-        raise click.BadParameter(f"--min-accuracy must be at most 1 (100%), got {min_accuracy_text!r}")
-    if budget_text is not None and any(fmt == "eexit.frontier/v1" for _p, fmt, _s in files):
+    if budget_text is not None and any(fmt == FRONTIER_FORMAT for _p, fmt, _s in files):
         raise click.BadParameter(
             "cannot override the budget of a frontier file (each entry has its own budget)",
             param_hint="--budget",
         )
     latency_override = read_latency(latency_path) if latency_path else None
-
-    cache: dict[str, object] = {}
-    reports = []
-    for path, ts in sets:
-        latency = latency_override or ts.latency
-        if latency.n_exits != ts.n_exits:
-            raise InputError(
-                f"{latency_path}: the latency profile has {latency.n_exits} exits but the thresholds "
-                f"in {path} are for {ts.n_exits} exits (N disagrees)"
-            )
-        if budget_text is not None:
-            try:
-                budget = parse_budget(budget_text, latency.per_exit)
-            except ValueError as exc:
-                raise click.BadParameter(str(exc), param_hint="--budget") from None
-        else:
-            budget = ts.budget
-        if ts.confidence not in cache:
-            cache[ts.confidence] = read_exits(split, confidence=ts.confidence)
-        outputs = cache[ts.confidence]
-        if outputs.n_exits != ts.n_exits:
-            raise InputError(
-                f"{split}: has {outputs.n_exits} exits but {path} holds thresholds for "
-                f"{ts.n_exits} exits (N disagrees)"
-            )
-        report = evaluate_set(ts, outputs, latency=latency, budget=budget, tolerance=tolerance,
-                              min_accuracy=min_accuracy)
-        if len(files) > 1:
-            report["thresholds_file"] = str(path)
-        reports.append(report)
-
-    first = next(iter(cache.values()))
-    unit = (latency_override or sets[0][1].latency).unit
-    passed = all(r["passed"] for r in reports)
-    result = {
-        "format": EVALUATION_FORMAT,
-        "split": str(split),
-        "thresholds_file": str(thresholds[0]) if len(files) == 1 else [str(p) for p in thresholds],
-        "samples": first.n_samples,
-        "confidence": first.confidence,
-        "passed": passed,
-    }
-    if len(files) > 1 or files[0][1] == "eexit.frontier/v1":
-        result["entries"] = reports
-    else:
-        result.update(reports[0])
+    try:
+        evaluation = evaluate_sets(
+            split, sets, latency=latency_override, latency_source=latency_path, budget=budget_text,
+            tolerance=tolerance, min_accuracy=min_accuracy, ignore_index=ignore_index,
+            thresholds_files=list(thresholds), allow_renamed_exits=allow_renamed_exits,
+            reader=read_exits)
+    except BudgetError as exc:
+        raise click.BadParameter(str(exc), param_hint="--budget") from None
+    result = evaluation.report
+    reports = result["entries"]
+    unit = result["unit"]
+    passed = result["passed"]
 
     if plot_path is not None:
         from eexit_cli.cli.plots import plot_evaluation
@@ -242,27 +187,34 @@ def evaluate(split, thresholds, budget_text, latency_path, tolerance_text, min_a
             from eexit_cli.cli.plots import render_terminal
 
             state.err.print(render_terminal(reports, unit))
-    if output not in (None, "-"):
+    if output not in (None, "-") and resolve_output(output) != STDOUT:
         write_json_output(result, output)
-    if as_json or output == "-" or (output is None and not stdout_is_terminal()):
+    if to_stdout or resolve_output(output) == STDOUT:
         write_json_output(result, "-")
-    n_fail = sum(not r["passed"] for r in reports)
-    if not state.quiet:
-        if passed:
-            state.err.print(
-                f"[green]PASS[/]: {len(reports)} threshold set(s) within budget"
-                + ("" if min_accuracy is None else " and accuracy gate"),
-                highlight=False,
-            )
-        else:
-            worst = max((r for r in reports if not r["passed"]), key=lambda r: r["violation"] or 0)
-            why = []
-            if not worst["within_budget"]:
-                why.append(f"mean latency {_fmt(worst['mean_latency'], 6)} {unit} is "
-                           f"{100 * worst['violation']:+.2f}% over budget {_fmt(worst['budget'], 6)}")
-            if not worst["accuracy_ok"]:
-                why.append(f"accuracy {worst['accuracy']:.4f} < {worst['min_accuracy']:.4f}")
-            state.err.print(f"[red]FAIL[/]: {n_fail} of {len(reports)} set(s); " + "; ".join(why),
-                            highlight=False)
+    verdict(state, reports, unit, min_accuracy)
     if not passed:
         click.get_current_context().exit(ExitCode.GATE_FAILED)
+
+
+def verdict(state, reports: list[dict], unit: str, min_accuracy) -> None:
+    """The one-line verdict on stderr, printed even with --quiet (like errors)."""
+    n_fail = sum(not r["passed"] for r in reports)
+    if n_fail == 0:
+        line = (f"PASS: {len(reports)} threshold set(s) within budget"
+                + ("" if min_accuracy is None else " and accuracy gate"))
+    else:
+        worst = max((r for r in reports if not r["passed"]), key=lambda r: r["violation"] or 0)
+        why = []
+        if not worst["within_budget"]:
+            why.append(f"mean latency {_fmt(worst['mean_latency'], 6)} {unit} is "
+                       f"{100 * worst['violation']:+.2f}% over budget {_fmt(worst['budget'], 6)} {unit}")
+        if not worst["accuracy_ok"]:
+            why.append(f"accuracy {worst['accuracy']:.4f} < {worst['min_accuracy']:.4f}")
+        line = f"FAIL: {n_fail} of {len(reports)} set(s); " + "; ".join(why)
+    if state.err.is_terminal and not state.quiet:
+        colour = "green" if n_fail == 0 else "red"
+        word, rest = line.split(":", 1)
+        state.err.print(f"[{colour}]{word}[/]:", end="")
+        state.err.print(rest, markup=False, highlight=False)
+    else:
+        click.echo(line, err=True)

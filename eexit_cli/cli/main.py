@@ -3,17 +3,27 @@ one-line messages and documented exit codes."""
 
 from __future__ import annotations
 
-import os
 import sys
+import traceback
 
 import click
 
 from eexit_cli import __version__
-from eexit_cli.cli.common import CONTEXT_SETTINGS, EXIT_CODES_HELP, ExitCode, State, get_state, global_options
+from eexit_cli.cli.common import (
+    CONTEXT_SETTINGS,
+    EXIT_CODES_HELP,
+    ExitCode,
+    State,
+    discard_stdout,
+    get_state,
+    global_options,
+)
 from eexit_cli.errors import EexitError, InfeasibleBudgetError
 
 
 def _error_line(message: str, prog: str = "eexit") -> None:
+    # one line whatever the message holds (e.g. a library's multi-line text)
+    message = " ".join(str(message).split())
     click.echo(f"{prog}: error: {message}", err=True)
 
 
@@ -51,16 +61,16 @@ class EexitGroup(click.Group):
             _error("interrupted; nothing was written")
             ctx.exit(ExitCode.INTERRUPTED)
         except BrokenPipeError:
-            # the reader of our stdout went away (e.g. `| head`): not our failure
-            try:
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, sys.stdout.fileno())
-            except (OSError, ValueError, AttributeError):
-                pass
-            ctx.exit(ExitCode.OK)
+            # the reader of our stdout went away (e.g. `| head`) outside the guarded
+            # writes; data writes are guarded (write_json_output), so this is output lost
+            # before any verdict: never report success for it
+            discard_stdout()
+            _error("stdout was closed by its reader before the output was complete")
+            ctx.exit(ExitCode.INPUT_ERROR)
         except Exception as exc:  # translated at the edge, see STYLE: errors
             if get_state().debug:
-                raise
+                # the traceback, then the same one line and exit code as without --debug
+                traceback.print_exc(file=sys.stderr)
             if isinstance(exc, InfeasibleBudgetError):
                 _error(str(exc))
                 ctx.exit(ExitCode.INFEASIBLE)
@@ -117,4 +127,9 @@ _register()
 
 
 def main() -> None:
-    cli.main(prog_name="eexit")
+    try:
+        cli.main(prog_name="eexit")
+    except KeyboardInterrupt:
+        # outside a command (while parsing or starting up)
+        _error_line("interrupted; nothing was written")
+        sys.exit(ExitCode.INTERRUPTED)

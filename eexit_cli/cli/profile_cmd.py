@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
+import math
 
 import click
 from rich.table import Table
 
 from eexit_cli.cli.common import (
     CONTEXT_SETTINGS,
+    check_output_target,
     EXIT_CODES_HELP,
     get_state,
     global_options,
@@ -17,6 +18,7 @@ from eexit_cli.cli.common import (
     stdout_is_terminal,
     write_json_output,
 )
+from eexit_cli.io.atomic import STDOUT, resolve_output
 
 
 def _parse_outputs(ctx, param, value):
@@ -26,6 +28,10 @@ def _parse_outputs(ctx, param, value):
     if any(not n for n in names):
         raise click.BadParameter(f"expected comma-separated output names, got {value!r}")
     return names
+
+
+MAX_INPUT_ELEMENTS = 2**28
+"""The largest input accepted by --input-shape, in elements (1 GiB of float32)."""
 
 
 def _parse_shapes(ctx, param, values):
@@ -39,6 +45,12 @@ def _parse_shapes(ctx, param, values):
             raise click.BadParameter(str(exc)) from None
         if name in shapes:
             raise click.BadParameter(f"shape of {name!r} given twice")
+        size = math.prod(shape)
+        if size > MAX_INPUT_ELEMENTS:
+            raise click.BadParameter(
+                f"{text!r} has {size:,} elements; at most {MAX_INPUT_ELEMENTS:,} per input are "
+                "profiled (latency is measured at batch 1: did you mean 1x...?)"
+            )
         shapes[name] = shape
     return shapes
 
@@ -76,7 +88,7 @@ def _table(result) -> Table:
               help="The exits' output tensors in exit order (default: the graph's outputs in order).")
 @click.option("--input-shape", "input_shapes", multiple=True, callback=_parse_shapes, metavar="NAME=DIMS",
               help="Shape of an input with symbolic dimensions, e.g. input=1x3x32x32 (repeatable). "
-                   "Without it a symbolic batch dimension is 1.")
+                   "Without it a symbolic batch dimension is 1. At most 2^28 elements per input.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
               help="Where to run; cuda needs onnxruntime-gpu.")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
@@ -112,11 +124,9 @@ def profile(model, output, outputs, input_shapes, device, threads, warmup, repea
     from eexit_cli.profiling.onnx_profiler import profile_onnx
 
     state = get_state()
-    if output not in (None, "-"):
-        folder = os.path.dirname(os.path.abspath(output))
-        if not os.path.isdir(folder):
-            # say so now rather than after the measurement
-            raise click.BadParameter(f"folder {folder} does not exist", param_hint="-o/--output")
+    # say so now rather than after the measurement
+    to_stdout = output == "-" or (output is None and not stdout_is_terminal())
+    check_output_target(output, [model], to_stdout=to_stdout or resolve_output(output) == STDOUT)
     with progress("profiling", total=None) as update:
         result = profile_onnx(
             model,
@@ -143,9 +153,9 @@ def profile(model, output, outputs, input_shapes, device, threads, warmup, repea
             )
     for warning in result.warnings:
         state.err.print(f"[yellow]warning[/]: {warning}", highlight=False)
-    if output not in (None, "-"):
+    if output not in (None, "-") and resolve_output(output) != STDOUT:
         write_json_output(data, output)
-    elif output == "-" or not stdout_is_terminal():
+    elif to_stdout or resolve_output(output) == STDOUT:
         write_json_output(data, "-")
     else:
         state.err.print("note: no -o given and stdout is a terminal; nothing saved (use -o latency.json)",

@@ -2,65 +2,50 @@
 
 from __future__ import annotations
 
-import re
-import time
+import math
 
 import click
-import numpy as np
 from rich.table import Table
 
+from eexit_cli.api.tuning import check_calibration, check_tuning_inputs, feasible_hint, tune_outputs
 from eexit_cli.cli.common import (
     CONTEXT_SETTINGS,
     EXIT_CODES_HELP,
+    check_output_target,
     get_state,
     global_options,
+    ignore_index_option,
     output_option,
     progress,
     write_json_output,
 )
-from eexit_cli.core.replay import replay
-from eexit_cli.core.latency import increasing_warning, parse_budget, parse_fraction, parse_level
-from eexit_cli.errors import InputError
-from eexit_cli.io.exits import read_exits
-from eexit_cli.io.jsonfiles import (
-    FRONTIER_FORMAT,
-    latency_from_costs,
-    read_latency,
-    thresholds_to_dict,
-)
+from eexit_cli.core.latency import MAX_BUDGETS, increasing_warning, parse_budgets, parse_fraction, parse_level
+from eexit_cli.io.isolated import read_exits_isolated as read_exits
+from eexit_cli.io.jsonfiles import latency_from_costs, read_latency
 
 METHODS = ("ippp", "heuristic", "single")
-MIN_SAMPLES_PER_EXIT = 10
-_RANGE = re.compile(r"^\s*(?P<lo>[^.:][^:]*?)\s*\.\.\s*(?P<hi>[^:]+?)\s*:\s*(?P<n>\d+)\s*$")
-
-
-def parse_budgets(texts: tuple[str, ...], costs) -> list[float]:
-    """Budgets from repeated ``--budget`` values and ``LO..HI:COUNT`` sweeps, sorted, unique."""
-    budgets: list[float] = []
-    for text in texts:
-        m = _RANGE.match(text)
-        if m:
-            lo = parse_budget(m.group("lo"), costs)
-            hi = parse_budget(m.group("hi"), costs)
-            n = int(m.group("n"))
-            if n < 1:
-                raise ValueError(f"budget sweep {text!r} needs a count of at least 1")
-            if hi < lo:
-                raise ValueError(f"budget sweep {text!r} goes down; write LOW..HIGH:COUNT")
-            budgets.extend(np.linspace(lo, hi, n).tolist() if n > 1 else [lo])
-        else:
-            budgets.append(parse_budget(text, costs))
-    return sorted(set(float(b) for b in budgets))
+MAX_ITERATIONS = 1_000_000  # --T and --J
+MAX_PARAMETER = 1e12  # --k, --gamma, --mu, --eta, --beta
 
 
 def _parse_costs(text: str) -> list[float]:
+    items = text.replace(" ", "").split(",")
+    if items and items[-1] == "" and len(items) > 1:
+        items = items[:-1]  # a trailing comma is harmless
+    if any(x == "" for x in items):
+        raise click.BadParameter(
+            f"{text!r} has an empty item; give one cost per exit, e.g. 1,2.1,3.3", param_hint="--costs"
+        )
     try:
-        values = [float(x) for x in text.replace(" ", "").split(",") if x != ""]
+        return [float(x) for x in items]
     except ValueError:
         raise click.BadParameter(
             f"{text!r} is not a comma-separated list of numbers (e.g. 1,2.1,3.3)", param_hint="--costs"
         ) from None
-    return values
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    return ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
 
 
 def _summary(console, entries: list[dict], unit: str, exit_names: list[str]) -> None:
@@ -79,8 +64,8 @@ def _summary(console, entries: list[dict], unit: str, exit_names: list[str]) -> 
         console.print(
             f"budget        {e['budget']:.6g} {unit}\n"
             f"mean latency  {tun['mean_latency']:.6g} {unit}  ({100 * (tun['mean_latency'] / e['budget'] - 1):+.2f}% vs budget, tuning split)\n"
-            f"accuracy      {tun['accuracy']:.4f}  (tuning split)\n"
-            f"time          {tun['seconds']:.3f} s",
+            f"accuracy      {tun['accuracy']:.4f}  (tuning split)"
+            + ("" if tun.get("seconds") is None else f"\ntime          {tun['seconds']:.3f} s"),
             markup=False, highlight=False,
         )
         g = tun.get("guarantee")
@@ -99,7 +84,7 @@ def _summary(console, entries: list[dict], unit: str, exit_names: list[str]) -> 
         tun = e["tuning"]
         t.add_row(f"{e['budget']:.6g}", f"{tun['mean_latency']:.6g}",
                   f"{100 * (tun['mean_latency'] / e['budget'] - 1):+.2f}%", f"{tun['accuracy']:.4f}",
-                  f"{tun['seconds']:.3f}")
+                  "-" if tun.get("seconds") is None else f"{tun['seconds']:.3f}")
     console.print(t)
 
 
@@ -109,10 +94,13 @@ def _summary(console, entries: list[dict], unit: str, exit_names: list[str]) -> 
               help="Latency profile (eexit.latency/v1), e.g. from `eexit profile`.")
 @click.option("--costs", "costs_text", metavar="D1,D2,...",
               help="Per-exit costs d_1..d_N instead of --latency (any unit: seconds, FLOPs, ...).")
-@click.option("--unit", default="cost", show_default=True, help="Unit of --costs.")
+@click.option("--unit", default="cost", show_default=True,
+              help="Unit of --costs (s, ms, us, ns convert into each other; other names only match).")
 @click.option("--budget", "budget_texts", multiple=True, required=True, metavar="GAMMA",
-              help="Mean-latency budget in the profile's unit, or a percentage of d_N (60%). "
-                   "Repeat it, or give a sweep LOW..HIGH:COUNT (40%..80%:20), to write a frontier.")
+              help="Mean-latency budget in the profile's unit (2.1), a percentage of d_N (60%) or "
+                   "a time (2.1ms, converted to a profile in s, ms, us or ns). Repeat it, or give a "
+                   f"sweep LOW..HIGH:COUNT (40%..80%:20), to write a frontier (at most {MAX_BUDGETS} "
+                   "budgets); budgets that cannot be met are skipped and listed.")
 @output_option("Write the thresholds JSON here, atomically ('-' = stdout). Default: stdout.")
 @click.option("--confidence", type=click.Choice(["max_softmax", "entropy", "margin", "scores"]),
               default=None, help="Confidence measure computed from /logits or /probs "
@@ -127,23 +115,35 @@ def _summary(console, entries: list[dict], unit: str, exit_names: list[str]) -> 
               help="Certify the budget on new data with this probability (e.g. 95%), holding out "
                    "a calibration part of SPLIT (see docs/guarantee.md).")
 @click.option("--calibration-fraction", default="30%", show_default=True, metavar="FRACTION",
-              help="Share of SPLIT held out for --guarantee.")
+              help="Share of SPLIT held out for --guarantee (30% or 0.3).")
 @click.option("--bound", "bound_name", default=None, metavar="NAME",
               help="Upper confidence bound used by --guarantee (see docs/guarantee.md).")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the --guarantee split.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**63 - 1),
+              help="Seed of the --guarantee split.")
 @click.option("--jobs", type=click.IntRange(min=1), default=None, metavar="N",
               help="Processes for a frontier (several budgets); each solves a run of neighbouring "
                    "budgets. [default: the CPU cores available]")
+@ignore_index_option
+@click.option("--allow-renamed-exits", is_flag=True,
+              help="Accept a latency profile whose exit_names differ from SPLIT's (the exits are "
+                   "still matched by position). Without it, differing names stop the command.")
+@click.option("--no-timings", is_flag=True,
+              help="Leave wall-clock times out of the JSON, so equal inputs give byte-identical "
+                   "files (e.g. for DVC or make).")
 @click.option("--k", "k", type=float, default=None, help="Steepness of the logistic (eq. 3), on scores scaled to [0, 1].")
-@click.option("--T", "T", type=int, default=None, help="Outer iterations of Algorithm 1 (at most).")
-@click.option("--J", "J", type=int, default=None, help="Inner accelerated-gradient steps per outer iteration.")
+@click.option("--T", "T", type=click.IntRange(1, MAX_ITERATIONS), default=None,
+              help="Outer iterations of Algorithm 1 (at most).")
+@click.option("--J", "J", type=click.IntRange(1, MAX_ITERATIONS), default=None,
+              help="Inner accelerated-gradient steps per outer iteration.")
 @click.option("--gamma", type=float, default=None, help="Proximal parameter γ (eq. 16).")
 @click.option("--mu", type=float, default=None, help="Strong-convexity parameter μ.")
 @click.option("--eta", type=float, default=None, help="Smoothness parameter η (step 1/η).")
 @click.option("--beta", type=float, default=None, help="Penalty parameter β (eq. 16), for costs scaled by d_N.")
 @global_options
 def tune(split, latency_path, costs_text, unit, budget_texts, output, confidence, method, polish,
-         guarantee_text, calibration_fraction, bound_name, seed, jobs, k, T, J, gamma, mu, eta, beta):
+         guarantee_text, calibration_fraction, bound_name, seed, jobs, ignore_index, allow_renamed_exits,
+         no_timings,
+         k, T, J, gamma, mu, eta, beta):
     """Tune exit thresholds on a validation split for a mean-latency budget.
 
     Maximises the accuracy of early-exit inference on SPLIT (an exit-outputs HDF5
@@ -159,116 +159,78 @@ def tune(split, latency_path, costs_text, unit, budget_texts, output, confidence
       eexit tune val.h5 --latency latency.json --budget 40%..80%:20 -o frontier.json
       eexit tune val.h5 --latency latency.json --budget 60% --guarantee 95% -o t.json
     """
-    from eexit_cli.core.tuner import tune as tune_thresholds
-
     state = get_state()
+    ctx = click.get_current_context()
     if (latency_path is None) == (costs_text is None):
         raise click.UsageError("give exactly one of --latency FILE or --costs D1,D2,...")
-    latency = read_latency(latency_path) if latency_path else latency_from_costs(_parse_costs(costs_text), unit)
-    source = latency_path or "--costs"
-    try:
-        budgets = parse_budgets(budget_texts, latency.per_exit)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--budget") from None
+    if latency_path is not None and _given(ctx, "unit"):
+        raise click.UsageError("--unit applies to --costs only; a --latency file carries its own unit")
+    if guarantee_text is None:
+        for name in ("calibration_fraction", "bound_name", "seed"):
+            if _given(ctx, name):
+                flag = {"bound_name": "--bound"}.get(name, "--" + name.replace("_", "-"))
+                raise click.UsageError(f"{flag} applies to --guarantee only; add --guarantee LEVEL (e.g. 95%)")
     params = {name: v for name, v in dict(k=k, T=T, J=J, gamma=gamma, mu=mu, eta=eta, beta=beta).items()
               if v is not None}
     for name, v in params.items():
-        if not v > 0:
-            raise click.BadParameter(f"must be positive, got {v}", param_hint=f"--{name}")
-    level = None
+        if not (math.isfinite(v) and 0 < v <= MAX_PARAMETER):
+            raise click.BadParameter(f"must be positive and at most {MAX_PARAMETER:g}, got {v}",
+                                     param_hint=f"--{name}")
+    level = cal_fraction = None
     if guarantee_text is not None:
         try:
             level = parse_level(guarantee_text, "--guarantee")
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--guarantee") from None
+        try:
             cal_fraction = parse_fraction(calibration_fraction, "--calibration-fraction")
         except ValueError as exc:
-            raise click.BadParameter(str(exc)) from None
+            raise click.BadParameter(str(exc), param_hint="--calibration-fraction") from None
         if not 0 < cal_fraction < 1:
             raise click.BadParameter("must be strictly between 0% and 100%", param_hint="--calibration-fraction")
+    check_output_target(output, [split] + ([latency_path] if latency_path else []))
 
-    outputs = read_exits(split, confidence=confidence)
-    if outputs.n_exits != latency.n_exits:
-        raise InputError(
-            f"{source}: the latency profile has {latency.n_exits} exits but {split} has "
-            f"{outputs.n_exits} (N disagrees)"
-        )
-    min_samples = MIN_SAMPLES_PER_EXIT * outputs.n_exits
-    if outputs.n_samples < min_samples:
-        raise InputError(
-            f"{split}: {outputs.n_samples} samples are too few to tune {outputs.n_exits} exits on; "
-            f"use a validation split of at least {min_samples} samples"
-        )
+    latency = read_latency(latency_path) if latency_path else latency_from_costs(_parse_costs(costs_text), unit)
+    source = latency_path or "--costs"
+    try:
+        budgets = parse_budgets(budget_texts, latency.per_exit, latency.unit)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--budget") from None
+
+    outputs = read_exits(split, confidence=confidence, ignore_index=ignore_index)
+    check_tuning_inputs(outputs, latency, source, allow_renamed_exits)
+    if level is not None:
+        try:
+            check_calibration(outputs.n_samples, outputs.n_exits, cal_fraction, calibration_fraction)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--calibration-fraction") from None
     warn = increasing_warning(latency.per_exit)
     if warn and not state.quiet:
         state.err.print(f"[yellow]warning[/]: {source}: {warn}", highlight=False, soft_wrap=True)
-
-    def solve(scores, correct, budget, init=None, progress_cb=None):
-        return tune_thresholds(scores, correct, latency.per_exit, budget, method=method,
-                               score_range=outputs.score_range, polish=polish, init=init,
-                               progress=progress_cb, **params)
-
-    entries = []
-
-    def add_entry(budget, res_dict, thresholds):
-        hard = replay(outputs.scores, outputs.correct, thresholds, latency.per_exit)
-        res_dict["split"] = str(split)
-        res_dict["samples"] = outputs.n_samples
-        res_dict["accuracy"] = hard.accuracy
-        res_dict["mean_latency"] = hard.mean_latency
-        res_dict["per_exit_fraction"] = [float(f) for f in hard.fraction]
-        entries.append(thresholds_to_dict(thresholds, outputs.confidence, budget, latency,
-                                          exit_names=outputs.exit_names, tuning=res_dict))
-        for w in res_dict.get("warnings", []) or []:
-            if not state.quiet and w != warn:
-                state.err.print(f"[yellow]warning[/]: {w}", highlight=False, soft_wrap=True)
-
     with progress("tuning", total=len(budgets)) as bar:
-        if level is None and len(budgets) > 1:
-            from eexit_cli.core.frontier import available_cores, tune_frontier
-
-            results = tune_frontier(outputs.scores, outputs.correct, latency.per_exit, budgets,
-                                    jobs=jobs or available_cores(), method=method,
-                                    score_range=outputs.score_range, polish=polish,
-                                    progress=lambda done, _total: bar(done), **params)
-            for budget, res in zip(budgets, results):
-                add_entry(budget, res.to_dict(), res.thresholds)
-        else:
-            prev = None
-            for i, budget in enumerate(budgets):
-                started = time.perf_counter()
-                if level is not None:
-                    from eexit_cli.core.guarantee import certify
-
-                    kwargs = {} if bound_name is None else {"bound": bound_name}
-                    g = certify(outputs.scores, outputs.correct, latency.per_exit, budget, level=level,
-                                tune_fn=lambda s, c, d, b, init=None: solve(s, c, b, init=init),
-                                calibration_fraction=cal_fraction, seed=seed, **kwargs)
-                    res = g.tune_result
-                    tuning = res.to_dict()
-                    tuning["guarantee"] = {k: v for k, v in g.to_dict().items() if k != "tune_result"}
-                    tuning["seconds"] = time.perf_counter() - started
-                    thresholds = g.thresholds
-                else:
-                    res = solve(outputs.scores, outputs.correct, budget,
-                                init=prev if len(budgets) > 1 else None)
-                    tuning = res.to_dict()
-                    thresholds = res.thresholds
-                prev = thresholds
-                add_entry(budget, tuning, thresholds)
-                bar(i + 1)
-
-    if len(entries) == 1:
-        result = entries[0]
-    else:
-        result = {
-            "format": FRONTIER_FORMAT,
-            "confidence": outputs.confidence,
-            "split": str(split),
-            "budgets": budgets,
-            "entries": entries,
-        }
+        tuned = tune_outputs(outputs, latency, budgets, method=method, polish=polish, guarantee=level,
+                             calibration_fraction=cal_fraction if level is not None else 0.3,
+                             bound=bound_name, seed=seed, params=params, latency_source=source,
+                             allow_renamed_exits=allow_renamed_exits,
+                             percent_hint=any("%" in t for t in budget_texts), jobs=jobs, progress=bar)
+    if not state.quiet:
+        for w in tuned.warnings:
+            if not w.endswith(warn or "\0"):
+                state.err.print(f"[yellow]warning[/]: {w}", highlight=False, soft_wrap=True)
+    entries, skipped = tuned.entries, tuned.skipped
+    result = tuned.to_dict(timings=not no_timings)
+    hint = feasible_hint(latency.per_exit, latency.unit, any("%" in t for t in budget_texts))
     write_json_output(result, output)
+    if skipped:
+        listed = ", ".join(f"{s['budget']:.6g}" for s in skipped[:8]) + (", ..." if len(skipped) > 8 else "")
+        state.err.print(
+            f"warning: skipped {len(skipped)} of {len(budgets)} budgets that cannot be met ({listed} "
+            f"{latency.unit}); {hint}; the frontier holds the other {len(entries)}",
+            markup=False, highlight=False, soft_wrap=True,
+        )
     if state.interactive:
         _summary(state.err, entries, latency.unit, outputs.exit_names)
-    if not state.quiet and len(entries) == 1 and entries[0]["tuning"].get("message"):
+    # notes, like tables, are for a person at a terminal (README: off with -q or off a terminal)
+    if state.interactive and len(entries) == 1 and entries[0]["tuning"].get("message"):
         state.err.print(f"note: {entries[0]['tuning']['message']}", markup=False, highlight=False,
                         soft_wrap=True)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from eexit_cli.core.latency import check_costs
+from eexit_cli.core.units import convert_all
 from eexit_cli.errors import InputError
 
 LATENCY_FORMAT = "eexit.latency/v1"
@@ -25,6 +26,8 @@ FRONTIER_FORMAT = "eexit.frontier/v1"
 
 @dataclass(frozen=True)
 class LatencyProfile:
+    """Per-exit latency (or cost) ``d_1 .. d_N`` in ``unit``, with the file's other keys."""
+
     per_exit: np.ndarray  # d_1..d_N, positive, finite
     unit: str
     extra: dict = field(default_factory=dict)  # every other key, kept as read
@@ -32,6 +35,19 @@ class LatencyProfile:
     @property
     def n_exits(self) -> int:
         return int(self.per_exit.size)
+
+    @property
+    def exit_names(self) -> list[str] | None:
+        """The exits' names when the profile records them (checked on read), else None."""
+        names = self.extra.get("exit_names")
+        return list(names) if names is not None else None
+
+    def in_unit(self, unit: str) -> "LatencyProfile":
+        """The same profile expressed in ``unit`` (``ValueError`` when it cannot be converted)."""
+        if unit == self.unit:
+            return self
+        per_exit = np.array(convert_all(self.per_exit, self.unit, unit))
+        return LatencyProfile(per_exit=check_costs(per_exit), unit=unit, extra=self.extra)
 
     def to_dict(self) -> dict:
         return {
@@ -49,6 +65,7 @@ class ThresholdSet:
     budget: float | None
     latency: LatencyProfile
     raw: dict  # the whole object, for reporting what tune recorded
+    exit_names: list[str] | None = None  # as recorded in the file, else None
 
     @property
     def n_exits(self) -> int:
@@ -66,11 +83,20 @@ def load_json(path: str | os.PathLike, what: str) -> dict:
         raise InputError(f"{path}: not a JSON {what} file (not UTF-8 text)") from None
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    except RecursionError:
+        raise InputError(f"{path}: JSON nested too deeply to be a {what} file") from None
+    except ValueError as exc:  # e.g. an integer literal of thousands of digits
+        raise InputError(f"{path}: not a usable JSON {what} file ({exc})") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a JSON object for a {what} file, got {type(data).__name__}")
     return data
+
+
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _require(data: dict, key: str, path: str, what: str):
@@ -87,11 +113,27 @@ def _check_format(data: dict, expected: str, path: str, what: str) -> None:
 
 def _float(value, path: str, key: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InputError(f"{path}: {key} must be a number, got {value!r}")
-    value = float(value)
+        raise InputError(f"{path}: {key} must be a number, got {_short(value)}")
+    try:
+        value = float(value)
+    except OverflowError:
+        raise InputError(f"{path}: {key} is too large ({len(str(value))} digits)") from None
     if not math.isfinite(value):
         raise InputError(f"{path}: {key} must be finite, got {value!r}")
     return value
+
+
+def _exit_names(data: dict, n_exits: int, path: str) -> list[str] | None:
+    names = data.get("exit_names")
+    if names is None:
+        return None
+    if not isinstance(names, list) or not all(isinstance(x, str) for x in names):
+        raise InputError(f"{path}: exit_names must be a list of strings, got {names!r}")
+    if len(names) != n_exits:
+        raise InputError(
+            f"{path}: exit_names has {len(names)} names but there are {n_exits} exits (N disagrees)"
+        )
+    return names
 
 
 def latency_from_dict(data: dict, path: str = "<latency>") -> LatencyProfile:
@@ -108,11 +150,13 @@ def latency_from_dict(data: dict, path: str = "<latency>") -> LatencyProfile:
         costs = check_costs(values)
     except ValueError as exc:
         raise InputError(f"{path}: {exc}") from None
+    _exit_names(data, len(values), path)
     extra = {k: v for k, v in data.items() if k not in ("format", "unit", "per_exit")}
     return LatencyProfile(per_exit=costs, unit=unit, extra=extra)
 
 
 def read_latency(path: str | os.PathLike) -> LatencyProfile:
+    """Read a latency profile file (``eexit.latency/v1``, written by ``eexit profile``)."""
     path = os.fspath(path)
     return latency_from_dict(load_json(path, "latency profile"), path)
 
@@ -148,7 +192,9 @@ def thresholds_from_dict(data: dict, path: str = "<thresholds>") -> ThresholdSet
             f"{path}: {thresholds.size} thresholds need a latency profile of {thresholds.size + 1} exits, "
             f"got {latency.n_exits} (N disagrees)"
         )
-    return ThresholdSet(thresholds=thresholds, confidence=confidence, budget=budget, latency=latency, raw=data)
+    names = _exit_names(data, thresholds.size + 1, path)
+    return ThresholdSet(thresholds=thresholds, confidence=confidence, budget=budget, latency=latency,
+                        raw=data, exit_names=names)
 
 
 def read_thresholds_or_frontier(path: str | os.PathLike) -> tuple[str, list[ThresholdSet], dict]:

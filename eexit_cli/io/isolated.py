@@ -1,0 +1,73 @@
+"""Reading exit outputs in a child process, so that a damaged file cannot hang the command.
+
+The HDF5 library can loop for a long time, or crash, on a damaged file, inside C code
+that does not return to Python: Ctrl-C would go unanswered. Here the file is read by
+a forked child while this process waits in Python, where Ctrl-C is answered at once
+(the child is killed and ``KeyboardInterrupt`` raised); a child that dies is reported
+as a damaged file. The reduced outputs (one confidence and one correctness bit per
+exit and sample) come back through a pipe.
+
+Where ``fork`` is not available the file is read in this process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+
+from eexit_cli.errors import EexitError, InputError
+from eexit_cli.io.exits import ExitOutputs, read_exits
+
+
+def _child(conn, path, confidence, ignore_index) -> None:
+    # the parent answers Ctrl-C; the child just stops when killed
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        result = ("ok", read_exits(path, confidence=confidence, ignore_index=ignore_index))
+    except EexitError as exc:
+        result = ("input", str(exc))
+    except MemoryError:
+        result = ("input", f"{path}: too large to read into memory")
+    except BaseException as exc:  # reported by the parent as an internal error
+        result = ("internal", f"{type(exc).__name__}: {exc}")
+    try:
+        conn.send(result)
+    finally:
+        conn.close()
+
+
+def read_exits_isolated(path, confidence: str | None = None, ignore_index: int | None = None) -> ExitOutputs:
+    """:func:`eexit_cli.io.exits.read_exits` in a child process (see the module docstring)."""
+    try:
+        ctx = multiprocessing.get_context("fork")
+    except ValueError:
+        return read_exits(path, confidence=confidence, ignore_index=ignore_index)
+    path = os.fspath(path)
+    receive, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_child, args=(send, path, confidence, ignore_index), daemon=True)
+    child.start()
+    send.close()
+    try:
+        try:
+            kind, value = receive.recv()
+        except EOFError:
+            child.join()
+            code = child.exitcode
+            how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+            raise InputError(
+                f"{path}: reading the file crashed the HDF5 library ({how}); the file is damaged"
+            ) from None
+    except BaseException:
+        if child.is_alive():
+            child.kill()
+        child.join()
+        raise
+    finally:
+        receive.close()
+    child.join()
+    if kind == "ok":
+        return value
+    if kind == "input":
+        raise InputError(value)
+    raise RuntimeError(f"reading {path} failed: {value}")
