@@ -127,7 +127,8 @@ def confidence_from_logits(logits: np.ndarray, measure: str, *, overwrite: bool 
     elif not overwrite:
         z = z.copy()
     top1 = z.argmax(axis=-1)
-    z -= z.max(axis=-1, keepdims=True)
+    # the largest logit read at the argmax: one pass less than a separate max
+    z -= np.take_along_axis(z, top1[..., None], axis=-1)
     if measure == "margin":
         if z.shape[-1] < 2:
             return np.ones(z.shape[:-1]), top1
