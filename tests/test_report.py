@@ -73,7 +73,8 @@ def test_gates_and_summary():
     assert c["budget"] is None and c["violation"] is None and c["passed"] is True
     s = summarise([a, b, c])
     assert s == {"passed": False, "accuracy": 0.75, "mean_latency": 2.0,
-                 "violation": b["violation"], "within_budget": False, "accuracy_ok": False}
+                 "violation": b["violation"], "within_budget": False, "accuracy_ok": False,
+                 "tail_ok": True}
     rep = evaluation_report([a], split="t.h5")
     assert rep["format"] == EVALUATION_FORMAT and rep["n_entries"] == 1 and rep["n_failed"] == 0
     assert all(rep[k] == a[k] for k in ("accuracy", "mean_latency", "violation", "passed"))
@@ -88,3 +89,30 @@ def test_bad_arguments_name_the_parameter(kwargs, word):
         evaluation_entry(np.zeros((2, 3)), np.ones((2, 3), bool), [0.5], [1.0, 2.0], **kwargs)
     with pytest.raises(ValueError):
         summarise([])
+
+
+def test_quantiles_and_tail_gate_against_a_per_sample_loop():
+    rng = np.random.default_rng(4)
+    scores = rng.random((4, 203))
+    correct = rng.random((4, 203)) < 0.7
+    costs = [1.0, 2.0, 3.5, 5.0]
+    thresholds = [0.8, 0.6, 0.5]
+    # plain per-sample replay and sorted latencies
+    lat = []
+    for m in range(203):
+        n = next((i for i in range(3) if scores[i, m] > thresholds[i]), 3)
+        lat.append(costs[n])
+    lat = sorted(lat)
+    e = evaluation_entry(scores, correct, thresholds, costs, tail=[(0.5, 2.0), (0.9, 3.5)])
+    assert [r["within"] for r in e["tail"]] == [True, False]  # both outcomes checked
+    for p in (0.5, 0.9, 0.95, 0.99):
+        j = int(np.ceil(p * 203 - 1e-9))  # smallest j with j / M >= p
+        assert e["latency_quantiles"][f"p{100 * p:g}"] == lat[j - 1]
+    for rec in e["tail"]:
+        q = e["latency_quantiles"][f"p{100 * rec['level']:g}"]
+        assert rec["quantile"] == q
+        assert rec["within"] is (q <= rec["latency"])
+        assert rec["over"] == sum(v > rec["latency"] for v in lat)
+    assert e["tail_ok"] is all(r["within"] for r in e["tail"])
+    assert e["passed"] is e["tail_ok"]
+    assert summarise([e])["tail_ok"] is e["tail_ok"]

@@ -16,13 +16,14 @@ from eexit_cli.core.latency import parse_budget, parse_fraction
 from eexit_cli.core.replay import ReplayResult
 from eexit_cli.core.replay import replay as replay_scores
 from eexit_cli.core.report import evaluation_entry, evaluation_report
+from eexit_cli.core.tail import TailBudget, parse_tail
 from eexit_cli.errors import InputError
 from eexit_cli.io.agreement import check_exit_names, unit_factor
 from eexit_cli.io.exits import ExitOutputs, read_exits
 from eexit_cli.io.jsonfiles import LatencyProfile, ThresholdSet, read_latency, \
     read_thresholds_or_frontier
 
-__all__ = ["Evaluation", "BudgetError", "evaluate", "evaluate_sets", "replay"]
+__all__ = ["Evaluation", "BudgetError", "TailError", "evaluate", "evaluate_sets", "replay"]
 
 
 @dataclass(frozen=True)
@@ -88,10 +89,14 @@ class BudgetError(ValueError):
     """A budget override that cannot be used (the command reports it as its --budget option)."""
 
 
+class TailError(ValueError):
+    """A tail budget that cannot be used (the command reports it as its --tail option)."""
+
+
 def evaluate_sets(split, sets, *, latency: LatencyProfile | None = None, latency_source: str | None = None,
                   budget=None, tolerance: float = 0.0, min_accuracy: float | None = None,
                   ignore_index: int | None = None, thresholds_files=None, allow_renamed_exits: bool = False,
-                  reader=read_exits) -> Evaluation:
+                  reader=read_exits, tail=None) -> Evaluation:
     """Replay each threshold set on ``split`` and build the report (the work of ``eexit evaluate``).
 
     ``sets`` lists ``(file name, ThresholdSet)``; ``split`` is a path or
@@ -102,8 +107,12 @@ def evaluate_sets(split, sets, *, latency: LatencyProfile | None = None, latency
     time units are converted, other units must agree. Files naming their exits must
     name the same exits in the same order unless ``allow_renamed_exits``.
     ``reader(path, confidence=..., ignore_index=...)`` reads the split (the command
-    reads it in a child process). Raises ``InputError`` (a ``ValueError``) naming the
-    files when they disagree, :class:`BudgetError` for an unusable ``budget``.
+    reads it in a child process). ``tail`` (``"95%:60%"`` strings or
+    :class:`~eexit_cli.core.tail.TailBudget`, X in the report's unit) replaces the tail
+    budgets stored with the sets; every entry reports its latency quantiles and gates
+    on its tail budgets. Raises ``InputError`` (a ``ValueError``) naming the files when
+    they disagree, :class:`BudgetError` for an unusable ``budget`` and
+    :class:`TailError` for an unusable ``tail``.
     """
     cache: dict[str, ExitOutputs] = {}
     if isinstance(split, ExitOutputs):
@@ -134,6 +143,15 @@ def evaluate_sets(split, sets, *, latency: LatencyProfile | None = None, latency
                 raise BudgetError(str(exc)) from None
         else:
             gamma = None if ts.budget is None else float(Fraction(ts.budget) * factor)
+        if tail is not None:
+            try:
+                tails = [t if isinstance(t, TailBudget) else parse_tail(t, costs, unit)
+                         for t in ([tail] if isinstance(tail, (str, TailBudget)) else tail)]
+            except ValueError as exc:
+                raise TailError(str(exc)) from None
+        else:
+            # stored with the thresholds, in their profile's unit
+            tails = [TailBudget(tb.level, float(Fraction(tb.latency) * factor)) for tb in ts.tail]
         if ts.confidence not in cache:
             if isinstance(split, ExitOutputs):
                 raise ValueError(
@@ -158,7 +176,7 @@ def evaluate_sets(split, sets, *, latency: LatencyProfile | None = None, latency
         try:
             entry = evaluation_entry(outputs.scores, outputs.correct, ts.thresholds, costs,
                                      budget=gamma, tolerance=tolerance, min_accuracy=min_accuracy,
-                                     exit_names=names, unit=unit)
+                                     exit_names=names, unit=unit, tail=tails)
         except ValueError as exc:
             raise InputError(f"{path}: {exc}") from None
         entry["confidence"] = ts.confidence
@@ -212,7 +230,7 @@ def _load_sets(thresholds, entry) -> tuple[list, list]:
 
 def evaluate(split, thresholds, *, entry=None, budget=None, latency=None, tolerance=0.0,
              min_accuracy=None, ignore_index: int | None = None,
-             allow_renamed_exits: bool = False) -> Evaluation:
+             allow_renamed_exits: bool = False, tail=None) -> Evaluation:
     """Replay thresholds on a split and check the budget (``eexit evaluate`` as a function).
 
     Parameters
@@ -238,6 +256,9 @@ def evaluate(split, thresholds, *, entry=None, budget=None, latency=None, tolera
         Leave out samples with this label.
     allow_renamed_exits : bool
         Accept files whose ``exit_names`` differ (exits matched by position).
+    tail : str, TailBudget, or a list of them, optional
+        Gate on these tail budgets (``"95%:60%"``: p95 latency <= 60% of d_N) instead of
+        those stored with the thresholds (``tune --tail``).
 
     Returns
     -------
@@ -266,7 +287,7 @@ def evaluate(split, thresholds, *, entry=None, budget=None, latency=None, tolera
         raise TypeError(f"split must be an exit-outputs file or ExitOutputs, got {type(split).__name__}")
     return evaluate_sets(split, sets, latency=latency, latency_source=source, budget=budget,
                          tolerance=tolerance, min_accuracy=min_accuracy, ignore_index=ignore_index,
-                         thresholds_files=files, allow_renamed_exits=allow_renamed_exits)
+                         thresholds_files=files, allow_renamed_exits=allow_renamed_exits, tail=tail)
 
 
 def replay(split, policy, *, entry=None, ignore_index: int | None = None) -> ReplayResult:

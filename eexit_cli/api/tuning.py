@@ -195,21 +195,32 @@ def tune_outputs(outputs: ExitOutputs, latency: LatencyProfile, budgets: Sequenc
                  calibration_fraction: float = 0.3, bound: str | None = None, seed: int = 0,
                  params: dict | None = None, latency_source: str = "latency",
                  allow_renamed_exits: bool = False, percent_hint: bool = False,
-                 jobs: int | None = None, progress: Callable[[int], None] | None = None) -> Tuned:
+                 progress: Callable[[int], None] | None = None, tail=None,
+                 min_accuracy: float | None = None, max_drop: float | None = None,
+                 jobs: int | None = None) -> Tuned:
     """Tune thresholds on ``outputs`` for each budget (the work of ``eexit tune``).
 
-    Budgets are already parsed (in the latency profile's unit). In a sweep, budgets
-    that cannot be met are skipped and listed in ``Tuned.skipped``. Raises
+    Budgets are already parsed (in the latency profile's unit); ``[None]`` tunes for
+    the tail budgets (``tail``: :class:`~eexit_cli.core.tail.TailBudget` items) or the
+    accuracy target alone. With ``min_accuracy`` (or ``max_drop``, below the last
+    exit's accuracy on the split) the thresholds minimise the mean latency instead
+    (:func:`eexit_cli.core.target.tune_fastest`). A sweep without a guarantee runs on
+    ``jobs`` processes (default: the cores available), each on a run of neighbouring
+    budgets. In a sweep, budgets that cannot be met are skipped and listed in
+    ``Tuned.skipped``. Raises
     :class:`~eexit_cli.errors.InputError` when the split and the profile disagree
     (exit count, or exit names unless ``allow_renamed_exits``) or the split is too
     small, and :class:`~eexit_cli.errors.InfeasibleBudgetError` when no budget can
     be met (or certified); its message gives the smallest feasible budget (also as a
-    percentage of d_N with ``percent_hint``). Several budgets without a guarantee are
-    solved by :func:`eexit_cli.core.frontier.tune_frontier` on ``jobs`` processes
-    (default: the cores available).
+    percentage of d_N with ``percent_hint``).
     """
     from eexit_cli.core.latency import increasing_warning
+    from eexit_cli.core.tuner import _tails
     from eexit_cli.core.tuner import tune as tune_thresholds
+
+    tails = _tails(tail)
+    target_given = min_accuracy is not None or max_drop is not None
+    target_accuracy = min_accuracy
 
     split = outputs.path or "outputs"
     check_tuning_inputs(outputs, latency, latency_source, allow_renamed_exits)
@@ -230,34 +241,90 @@ def tune_outputs(outputs: ExitOutputs, latency: LatencyProfile, budgets: Sequenc
         lo, hi = float(scores.min()), float(scores.max())
         return (lo, hi) if lo < hi else None
 
-    def solve(scores, correct, budget, init=None):
-        return tune_thresholds(scores, correct, latency.per_exit, budget, method=method,
-                               score_range=box(scores), polish=polish, init=init, **params)
+    def target_of(correct):
+        if max_drop is None:
+            return target_accuracy
+        return max(0.0, float(np.mean(correct[-1])) - max_drop)
 
-    solved = None
-    if guarantee is None and len(budgets) > 1:
+    def solve(scores, correct, budget, init=None, tail=None, min_accuracy=None):
+        tail = tails if tail is None else tail
+        if target_given:
+            from eexit_cli.core.target import tune_fastest
+
+            target = target_of(correct) if min_accuracy is None else min_accuracy
+            return tune_fastest(scores, correct, latency.per_exit, target, tail=tail or None,
+                                method=method, score_range=box(scores), polish=polish, **params)
+        return tune_thresholds(scores, correct, latency.per_exit, budget, tail=tail or None,
+                               method=method, score_range=box(scores), polish=polish, init=init,
+                               **params)
+
+    entries, results, skipped = [], [], []
+
+    def add_entry(budget, res, tuning, thresholds):
+        hard = replay(outputs.scores, outputs.correct, thresholds, latency.per_exit)
+        tuning["split"] = split
+        tuning["samples"] = outputs.n_samples
+        tuning["accuracy"] = hard.accuracy
+        tuning["mean_latency"] = hard.mean_latency
+        tuning["per_exit_fraction"] = [float(f) for f in hard.fraction]
+        extra = {} if names is None else {"exit_names": list(names)}
+        if tails:
+            extra["tail"] = [tb.to_dict() for tb in tails]
+        if target_given:
+            extra["min_accuracy"] = (tuning.get("params") or {}).get("min_accuracy")
+        entries.append(thresholds_to_dict(thresholds, outputs.confidence, budget, latency,
+                                          **extra, tuning=tuning))
+        results.append(res)
+        for w in tuning.get("warnings", []) or []:
+            if w != warn and w not in notes:
+                notes.append(w)
+
+    if guarantee is None and not target_given and len(budgets) > 1:
         from eexit_cli.core.frontier import available_cores, tune_frontier
 
-        solved = tune_frontier(outputs.scores, outputs.correct, latency.per_exit, budgets,
-                               jobs=jobs or available_cores(), method=method,
-                               score_range=box(outputs.scores), polish=polish, **params)
-    entries, results, skipped = [], [], []
+        # budgets below the cheapest exit cannot be met: listed, not tuned
+        d_min = float(np.min(latency.per_exit))
+        feasible = [b for b in budgets if b >= d_min]
+        for b in budgets:
+            if b < d_min:
+                skipped.append({"budget": b, "reason": (
+                    f"budget {b:.6g} is below the smallest achievable mean latency {d_min:.6g} "
+                    f"(every sample leaving at exit {int(np.argmin(latency.per_exit)) + 1}), "
+                    "in the unit of the costs")})
+        if progress is not None and skipped:
+            progress(len(skipped))
+        if feasible:
+            done0 = len(skipped)
+            solved = tune_frontier(
+                outputs.scores, outputs.correct, latency.per_exit, feasible,
+                jobs=jobs or available_cores(), method=method, score_range=box(outputs.scores),
+                polish=polish, tail=tails or None,
+                progress=None if progress is None else (lambda done, _total: progress(done0 + done)),
+                **params)
+            for budget, res in zip(feasible, solved):
+                if isinstance(res, InfeasibleBudgetError):  # e.g. a tail budget it cannot meet
+                    skipped.append({"budget": budget, "reason": str(res)})
+                    continue
+                add_entry(budget, res, res.to_dict(), res.thresholds)
+        budgets_loop = []
+    else:
+        budgets_loop = list(budgets)
+
     prev = None
-    for i, budget in enumerate(budgets):
+    for i, budget in enumerate(budgets_loop):
         started = time.perf_counter()
         try:
-            if solved is not None:
-                res = solved[i]
-                if isinstance(res, InfeasibleBudgetError):
-                    raise res
-                tuning = res.to_dict()
-                thresholds = res.thresholds
-            elif guarantee is not None:
+            if guarantee is not None:
                 from eexit_cli.core.guarantee import certify
 
                 kwargs = {} if bound is None else {"bound": bound}
+                if tails:
+                    kwargs["tail"] = tails
+                if target_given:
+                    kwargs["min_accuracy"] = min_accuracy
+                    kwargs["max_drop"] = max_drop
                 g = certify(outputs.scores, outputs.correct, latency.per_exit, budget, level=guarantee,
-                            tune_fn=lambda s, c, d, b, init=None: solve(s, c, b, init=init),
+                            tune_fn=lambda s, c, d, b, init=None, **lim: solve(s, c, b, init=init, **lim),
                             calibration_fraction=calibration_fraction, seed=seed, **kwargs)
                 res = g.tune_result
                 tuning = res.to_dict()
@@ -269,6 +336,8 @@ def tune_outputs(outputs: ExitOutputs, latency: LatencyProfile, budgets: Sequenc
                 tuning = res.to_dict()
                 thresholds = res.thresholds
         except InfeasibleBudgetError as exc:
+            if budget is None:
+                raise
             if len(budgets) == 1:
                 raise InfeasibleBudgetError(
                     f"{exc}; {feasible_hint(latency.per_exit, latency.unit, percent_hint)}"
@@ -278,19 +347,7 @@ def tune_outputs(outputs: ExitOutputs, latency: LatencyProfile, budgets: Sequenc
                 progress(i + 1)
             continue
         prev = thresholds
-        hard = replay(outputs.scores, outputs.correct, thresholds, latency.per_exit)
-        tuning["split"] = split
-        tuning["samples"] = outputs.n_samples
-        tuning["accuracy"] = hard.accuracy
-        tuning["mean_latency"] = hard.mean_latency
-        tuning["per_exit_fraction"] = [float(f) for f in hard.fraction]
-        extra = {} if names is None else {"exit_names": list(names)}
-        entries.append(thresholds_to_dict(thresholds, outputs.confidence, budget, latency,
-                                          **extra, tuning=tuning))
-        results.append(res)
-        for w in tuning.get("warnings", []) or []:
-            if w != warn and w not in notes:
-                notes.append(w)
+        add_entry(budget, res, tuning, thresholds)
         if progress is not None:
             progress(i + 1)
     if not entries:
@@ -302,10 +359,11 @@ def tune_outputs(outputs: ExitOutputs, latency: LatencyProfile, budgets: Sequenc
                  split=split, warnings=notes, skipped=skipped)
 
 
-def tune(split, latency, budget, *, confidence: str | None = None, method: str = "ippp",
+def tune(split, latency, budget=None, *, confidence: str | None = None, method: str = "ippp",
          polish: bool = True, guarantee=None, calibration_fraction=0.3, bound: str | None = None,
          seed: int = 0, ignore_index: int | None = None, unit: str = "cost",
-         allow_renamed_exits: bool = False, jobs: int | None = None, **params) -> Tuned:
+         allow_renamed_exits: bool = False, tail=None, min_accuracy=None, max_drop=None,
+         jobs: int | None = None, **params) -> Tuned:
     """Tune exit thresholds on a split for a mean-latency budget (``eexit tune`` as a function).
 
     Parameters
@@ -315,10 +373,20 @@ def tune(split, latency, budget, *, confidence: str | None = None, method: str =
     latency : str, path-like, LatencyProfile, dict or list of float
         A latency profile file (``eexit profile``), a profile, or the per-exit costs
         ``d_1 .. d_N`` in any unit (with ``unit=``).
-    budget : float, str, or a list of them
+    budget : float, str, or a list of them, optional
         Gamma in the profile's unit, ``"60%"`` of the last exit's cost, or a time such
         as ``"2.1ms"`` (for a profile in s, ms, us or ns). Several budgets give a
-        frontier; those that cannot be met are skipped (``Tuned.skipped``).
+        frontier; those that cannot be met are skipped (``Tuned.skipped``). None with
+        ``tail`` alone or with an accuracy target.
+    tail : str, TailBudget, or a list of them, optional
+        Tail-latency budgets, ``"95%:60%"`` = the p95 of per-sample latency is at most
+        60% of d_N (docs/method.md); they hold exactly on the split.
+    min_accuracy, max_drop : float or str, optional
+        Instead of a budget: the lowest mean latency whose accuracy on the split is at
+        least ``min_accuracy`` (``0.97`` or ``"97%"``), or at most ``max_drop`` below the
+        last exit's accuracy (``"1%"``).
+    jobs : int, optional
+        Processes for a frontier (default: the cores available).
     confidence : str, optional
         Measure computed from logits/probs (default ``"max_softmax"``).
     method : {"ippp", "heuristic", "single"}
@@ -334,8 +402,6 @@ def tune(split, latency, budget, *, confidence: str | None = None, method: str =
         Unit of ``latency`` when it is a list of costs.
     allow_renamed_exits : bool
         Accept a latency profile whose ``exit_names`` differ from the split's.
-    jobs : int, optional
-        Processes for several budgets (default: the cores available).
     **params
         Solver settings ``k``, ``T``, ``J``, ``gamma``, ``mu``, ``eta``, ``beta``
         (see :func:`eexit_cli.core.tuner.tune`).
@@ -345,8 +411,28 @@ def tune(split, latency, budget, *, confidence: str | None = None, method: str =
     Tuned
         ``.to_dict()`` is what ``eexit tune`` writes; ``.policy()`` serves it.
     """
+    from eexit_cli.core.tail import TailBudget, parse_tail
+
     profile, source = _as_latency(latency, unit)
-    budgets = _as_budgets(budget, profile.per_exit, profile.unit)
+    if min_accuracy is not None and max_drop is not None:
+        raise ValueError("give one accuracy target: min_accuracy or max_drop, not both")
+    target_given = min_accuracy is not None or max_drop is not None
+    if target_given and budget is not None:
+        raise ValueError("min_accuracy/max_drop minimise the mean latency, so they take no budget")
+    if budget is None and tail is None and not target_given:
+        raise ValueError("budget: give a budget, a tail budget or an accuracy target")
+    budgets = [None] if budget is None else _as_budgets(budget, profile.per_exit, profile.unit)
+    items = [] if tail is None else ([tail] if isinstance(tail, (str, TailBudget)) else list(tail))
+    tails = [t if isinstance(t, TailBudget) else parse_tail(t, profile.per_exit, profile.unit)
+             for t in items]
+    if min_accuracy is not None:
+        min_accuracy = parse_fraction(min_accuracy, "min_accuracy")
+        if min_accuracy > 1:
+            raise ValueError(f"min_accuracy must be at most 1 (100%), got {min_accuracy!r}")
+    if max_drop is not None:
+        max_drop = parse_fraction(max_drop, "max_drop")
+        if max_drop > 1:
+            raise ValueError(f"max_drop must be at most 1 (100 points), got {max_drop!r}")
     unknown = sorted(set(params) - {"k", "T", "J", "gamma", "mu", "eta", "beta"})
     if unknown:
         raise TypeError(f"tune() got unexpected keyword argument(s) {', '.join(unknown)}")
@@ -367,8 +453,9 @@ def tune(split, latency, budget, *, confidence: str | None = None, method: str =
         outputs = read_exits(split, confidence=confidence, ignore_index=ignore_index)
     else:
         raise TypeError(f"split must be an exit-outputs file or ExitOutputs, got {type(split).__name__}")
-    items = budget if isinstance(budget, (list, tuple)) else [budget]
+    budget_items = budget if isinstance(budget, (list, tuple)) else [budget]
     return tune_outputs(outputs, profile, budgets, method=method, polish=polish, guarantee=level,
                         calibration_fraction=calibration_fraction, bound=bound, seed=seed, params=params,
                         latency_source=source, allow_renamed_exits=allow_renamed_exits,
-                        percent_hint=any(isinstance(b, str) and "%" in b for b in items), jobs=jobs)
+                        percent_hint=any(isinstance(b, str) and "%" in b for b in budget_items),
+                        tail=tails, min_accuracy=min_accuracy, max_drop=max_drop, jobs=jobs)

@@ -7,7 +7,7 @@ import math
 import click
 from rich.table import Table
 
-from eexit_cli.api.evaluation import BudgetError, evaluate_sets
+from eexit_cli.api.evaluation import BudgetError, TailError, evaluate_sets
 from eexit_cli.cli.common import (
     CONTEXT_SETTINGS,
     check_output_target,
@@ -77,6 +77,14 @@ def _table(reports: list[dict], unit: str, console) -> None:
         lines.append(
             f"violation     {100 * r['violation']:+.2f}%   (tolerance {100 * r['tolerance']:.2f}%)"
         )
+    q = r.get("latency_quantiles") or {}
+    if q:
+        lines.append("quantiles     " + "  ".join(f"{k} {_fmt(v, 6)}" for k, v in q.items()) + f" {unit}")
+    for t in r.get("tail") or []:
+        lines.append(
+            f"tail budget   p{100 * t['level']:g} {_fmt(t['quantile'], 6)} {unit} <= {_fmt(t['latency'], 6)}: "
+            f"{'ok' if t['within'] else 'OVER'} ({t['over']} samples above, at most {t['allowed']})"
+        )
     if r.get("certified"):
         c = r["certified"]
         lines.append(
@@ -101,6 +109,10 @@ def _table(reports: list[dict], unit: str, console) -> None:
                    "a bare number above 1 is refused).")
 @click.option("--min-accuracy", "min_accuracy_text", metavar="FRACTION",
               help="Also fail (exit 1) when accuracy is below this (0.9 or 90%).")
+@click.option("--tail", "tail_texts", multiple=True, metavar="P:X",
+              help="Gate on a tail budget: fail when the P-quantile of per-sample latency is above X "
+                   "(95%:60%, 0.99:0.004, p99:4ms), instead of the tail budgets stored in THRESHOLDS. "
+                   "Repeatable; --tolerance does not apply.")
 @click.option("--allow-renamed-exits", is_flag=True,
               help="Accept files whose exit_names differ (exits are matched by position). Without "
                    "it, a split, thresholds file or profile naming other exits, or the same exits "
@@ -114,7 +126,7 @@ def _table(reports: list[dict], unit: str, console) -> None:
 @ignore_index_option
 @global_options
 def evaluate(split, thresholds, budget_text, latency_path, tolerance_text, min_accuracy_text,
-             allow_renamed_exits, as_json, output, plot_path, ignore_index):
+             tail_texts, allow_renamed_exits, as_json, output, plot_path, ignore_index):
     """Replay thresholds on a split and check the latency budget.
 
     SPLIT is an exit-outputs HDF5 file (usually the test split); THRESHOLDS is the
@@ -125,14 +137,18 @@ def evaluate(split, thresholds, budget_text, latency_path, tolerance_text, min_a
     violation (mean latency - budget) / budget, and the share and accuracy of the
     samples leaving at each exit.
 
-    The exit code gates a CI job: 0 when the mean latency is within the budget (plus
-    --tolerance) and accuracy is at least --min-accuracy, 1 when not. The one-line
-    verdict (PASS or FAIL and why) is printed on stderr even with --quiet.
+    Also reports the p50, p90, p95 and p99 of per-sample latency (the latency of the
+    exit each sample takes). The exit code gates a CI job: 0 when the mean latency is
+    within the budget (plus --tolerance), every tail budget holds (stored in
+    THRESHOLDS by `tune --tail`, or given with --tail) and accuracy is at least
+    --min-accuracy, 1 when not. The one-line verdict (PASS or FAIL and why) is
+    printed on stderr even with --quiet.
 
     \b
     Examples:
       eexit evaluate test.h5 thresholds.json --tolerance 1% --min-accuracy 0.9
       eexit evaluate test.h5 ippp.json heuristic.json --plot frontier.png
+      eexit evaluate test.h5 thresholds.json --tail 95%:70%
     """
     state = get_state()
     try:
@@ -168,9 +184,11 @@ def evaluate(split, thresholds, budget_text, latency_path, tolerance_text, min_a
             split, sets, latency=latency_override, latency_source=latency_path, budget=budget_text,
             tolerance=tolerance, min_accuracy=min_accuracy, ignore_index=ignore_index,
             thresholds_files=list(thresholds), allow_renamed_exits=allow_renamed_exits,
-            reader=read_exits)
+            reader=read_exits, tail=list(tail_texts) if tail_texts else None)
     except BudgetError as exc:
         raise click.BadParameter(str(exc), param_hint="--budget") from None
+    except TailError as exc:
+        raise click.BadParameter(str(exc), param_hint="--tail") from None
     result = evaluation.report
     reports = result["entries"]
     unit = result["unit"]
@@ -201,6 +219,7 @@ def verdict(state, reports: list[dict], unit: str, min_accuracy) -> None:
     n_fail = sum(not r["passed"] for r in reports)
     if n_fail == 0:
         line = (f"PASS: {len(reports)} threshold set(s) within budget"
+                + ("" if not any(r.get("tail") for r in reports) else " and tail budgets")
                 + ("" if min_accuracy is None else " and accuracy gate"))
     else:
         worst = max((r for r in reports if not r["passed"]), key=lambda r: r["violation"] or 0)
@@ -210,6 +229,11 @@ def verdict(state, reports: list[dict], unit: str, min_accuracy) -> None:
                        f"{100 * worst['violation']:+.2f}% over budget {_fmt(worst['budget'], 6)} {unit}")
         if not worst["accuracy_ok"]:
             why.append(f"accuracy {worst['accuracy']:.4f} < {worst['min_accuracy']:.4f}")
+        for t in worst.get("tail") or []:
+            if not t["within"]:
+                why.append(f"p{100 * t['level']:g} latency {_fmt(t['quantile'], 6)} {unit} > "
+                           f"{_fmt(t['latency'], 6)} {unit} ({t['over']} samples above, at most "
+                           f"{t['allowed']})")
         line = f"FAIL: {n_fail} of {len(reports)} set(s); " + "; ".join(why)
     if state.err.is_terminal and not state.quiet:
         colour = "green" if n_fail == 0 else "red"

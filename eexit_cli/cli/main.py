@@ -116,10 +116,11 @@ def cli(ctx: click.Context) -> None:
 
 def _register() -> None:
     from eexit_cli.cli.evaluate import evaluate
+    from eexit_cli.cli.info import info
     from eexit_cli.cli.profile_cmd import profile
     from eexit_cli.cli.tune import tune
 
-    for command in (profile, tune, evaluate):
+    for command in (profile, info, tune, evaluate):
         cli.add_command(command)
 
 

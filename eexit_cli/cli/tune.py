@@ -1,4 +1,4 @@
-"""``eexit tune``: thresholds that maximise accuracy under a mean-latency budget."""
+"""``eexit tune``: thresholds for a mean- or tail-latency budget, or an accuracy target."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from eexit_cli.cli.common import (
     write_json_output,
 )
 from eexit_cli.core.latency import MAX_BUDGETS, increasing_warning, parse_budgets, parse_fraction, parse_level
+from eexit_cli.core.tail import parse_tail
 from eexit_cli.io.isolated import read_exits_isolated as read_exits
 from eexit_cli.io.jsonfiles import latency_from_costs, read_latency
 
@@ -61,15 +62,32 @@ def _summary(console, entries: list[dict], unit: str, exit_names: list[str]) -> 
             t.add_row(str(i + 1), name, "(last)" if th is None else f"{th:.6g}",
                       "-" if f is None else f"{f:.4f}")
         console.print(t)
-        console.print(
-            f"budget        {e['budget']:.6g} {unit}\n"
-            f"mean latency  {tun['mean_latency']:.6g} {unit}  ({100 * (tun['mean_latency'] / e['budget'] - 1):+.2f}% vs budget, tuning split)\n"
-            f"accuracy      {tun['accuracy']:.4f}  (tuning split)"
-            + ("" if tun.get("seconds") is None else f"\ntime          {tun['seconds']:.3f} s"),
-            markup=False, highlight=False,
-        )
+        lines = []
+        if e["budget"] is not None:
+            lines.append(f"budget        {e['budget']:.6g} {unit}")
+            lines.append(f"mean latency  {tun['mean_latency']:.6g} {unit}  "
+                         f"({100 * (tun['mean_latency'] / e['budget'] - 1):+.2f}% vs budget, tuning split)")
+        else:
+            lines.append(f"mean latency  {tun['mean_latency']:.6g} {unit}  (tuning split)")
+        for rec in tun.get("tail") or []:
+            lines.append(f"p{100 * rec['level']:g} latency {rec['quantile']:.6g} {unit}  (budget "
+                         f"{rec['latency']:.6g}; {rec['over']} of at most {rec['allowed']} samples "
+                         "above it, tuning split)")
+        target = (tun.get("params") or {}).get("min_accuracy")
+        lines.append(f"accuracy      {tun['accuracy']:.4f}  (tuning split"
+                     + ("" if target is None else f"; target >= {target:.4f}") + ")")
+        if tun.get("seconds") is not None:
+            lines.append(f"time          {tun['seconds']:.3f} s")
+        console.print("\n".join(lines), markup=False, highlight=False)
         g = tun.get("guarantee")
-        if g:
+        if g and g.get("budget") is None:
+            for r in g.get("requirements") or []:
+                console.print(
+                    f"certified     {_certified_line(r, unit)} with probability >= {g['level']:.3g} "
+                    f"({g['bound']}; {g['calibration_size']} calibration samples)",
+                    markup=False, highlight=False,
+                )
+        elif g:
             console.print(
                 f"certified     mean latency <= {g['upper_bound']:.6g} {unit} with probability >= "
                 f"{g['level']:.3g} ({g['bound']}; internal budget {g['internal_budget']:.6g}, "
@@ -78,6 +96,7 @@ def _summary(console, entries: list[dict], unit: str, exit_names: list[str]) -> 
             )
         return
     t = Table(title="Frontier (tuning split)", title_justify="left")
+    # (a frontier always has a budget per entry)
     for col in ("budget", "mean latency", "vs budget", "accuracy", "seconds"):
         t.add_column(col, justify="right")
     for e in entries:
@@ -96,11 +115,21 @@ def _summary(console, entries: list[dict], unit: str, exit_names: list[str]) -> 
               help="Per-exit costs d_1..d_N instead of --latency (any unit: seconds, FLOPs, ...).")
 @click.option("--unit", default="cost", show_default=True,
               help="Unit of --costs (s, ms, us, ns convert into each other; other names only match).")
-@click.option("--budget", "budget_texts", multiple=True, required=True, metavar="GAMMA",
+@click.option("--budget", "budget_texts", multiple=True, metavar="GAMMA",
               help="Mean-latency budget in the profile's unit (2.1), a percentage of d_N (60%) or "
                    "a time (2.1ms, converted to a profile in s, ms, us or ns). Repeat it, or give a "
                    f"sweep LOW..HIGH:COUNT (40%..80%:20), to write a frontier (at most {MAX_BUDGETS} "
                    "budgets); budgets that cannot be met are skipped and listed.")
+@click.option("--tail", "tail_texts", multiple=True, metavar="P:X",
+              help="Tail-latency budget: the P-quantile of per-sample latency is at most X "
+                   "(95%:60% = p95 <= 60% of d_N; 0.99:0.004; p99:4ms). Alone, with --budget (both "
+                   "hold exactly on SPLIT), or with an accuracy target. Repeatable.")
+@click.option("--min-accuracy", "min_accuracy_text", metavar="A",
+              help="Instead of a budget: the fastest thresholds (lowest mean latency) whose accuracy "
+                   "on SPLIT is at least A (0.97 or 97%).")
+@click.option("--max-drop", "max_drop_text", metavar="D",
+              help="Instead of a budget: the fastest thresholds whose accuracy on SPLIT is at most "
+                   "D below the last exit's (1% = one accuracy point).")
 @output_option("Write the thresholds JSON here, atomically ('-' = stdout). Default: stdout.")
 @click.option("--confidence", type=click.Choice(["max_softmax", "entropy", "margin", "scores"]),
               default=None, help="Confidence measure computed from /logits or /probs "
@@ -110,10 +139,12 @@ def _summary(console, entries: list[dict], unit: str, exit_names: list[str]) -> 
                    "single: one threshold shared by all exits.")
 @click.option("--polish/--no-polish", default=True, show_default=True,
               help="After the solve, improve the exact accuracy on the tuning split with moves "
-                   "that keep the budget.")
+                   "that keep every budget (with an accuracy target: lower the mean latency at "
+                   "that accuracy).")
 @click.option("--guarantee", "guarantee_text", metavar="LEVEL",
-              help="Certify the budget on new data with this probability (e.g. 95%), holding out "
-                   "a calibration part of SPLIT (see docs/guarantee.md).")
+              help="Certify the budget, tail budgets and accuracy target on new data with this "
+                   "probability (e.g. 95%), holding out a calibration part of SPLIT (see "
+                   "docs/guarantee.md).")
 @click.option("--calibration-fraction", default="30%", show_default=True, metavar="FRACTION",
               help="Share of SPLIT held out for --guarantee (30% or 0.3).")
 @click.option("--bound", "bound_name", default=None, metavar="NAME",
@@ -140,17 +171,21 @@ def _summary(console, entries: list[dict], unit: str, exit_names: list[str]) -> 
 @click.option("--eta", type=float, default=None, help="Smoothness parameter η (step 1/η).")
 @click.option("--beta", type=float, default=None, help="Penalty parameter β (eq. 16), for costs scaled by d_N.")
 @global_options
-def tune(split, latency_path, costs_text, unit, budget_texts, output, confidence, method, polish,
-         guarantee_text, calibration_fraction, bound_name, seed, jobs, ignore_index, allow_renamed_exits,
-         no_timings,
-         k, T, J, gamma, mu, eta, beta):
-    """Tune exit thresholds on a validation split for a mean-latency budget.
+def tune(split, latency_path, costs_text, unit, budget_texts, tail_texts, min_accuracy_text,
+         max_drop_text, output, confidence, method, polish, guarantee_text, calibration_fraction,
+         bound_name, seed, jobs, ignore_index, allow_renamed_exits, no_timings, k, T, J, gamma, mu,
+         eta, beta):
+    """Tune exit thresholds on a validation split for a latency budget or an accuracy target.
 
     Maximises the accuracy of early-exit inference on SPLIT (an exit-outputs HDF5
-    file) subject to mean latency <= GAMMA, with the paper's warm start and
-    inexact proximal-point penalty method, then makes the budget hold exactly
-    on SPLIT and polishes the thresholds with exact moves. Costs may be in any
-    unit; they are normalised internally, so the defaults work for all.
+    file) subject to mean latency <= GAMMA and/or tail budgets (--tail: the
+    p-quantile of latency <= X), with the paper's warm start and inexact
+    proximal-point penalty method, then makes every budget hold exactly on SPLIT
+    and polishes the thresholds with exact moves. With --min-accuracy or
+    --max-drop it answers the opposite question: the lowest mean latency whose
+    accuracy on SPLIT reaches the target (exit 3, naming the best accuracy found,
+    when none does). Costs may be in any unit; they are normalised internally,
+    so the defaults work for all. `eexit info SPLIT` suggests sensible budgets.
 
     \b
     Examples:
@@ -158,9 +193,37 @@ def tune(split, latency_path, costs_text, unit, budget_texts, output, confidence
       eexit tune val.h5 --costs 0.32,0.53,0.76,1.0,1.07 --unit relative --budget 0.5
       eexit tune val.h5 --latency latency.json --budget 40%..80%:20 -o frontier.json
       eexit tune val.h5 --latency latency.json --budget 60% --guarantee 95% -o t.json
+      eexit tune val.h5 --latency latency.json --tail 95%:70% --budget 55% -o t.json
+      eexit tune val.h5 --latency latency.json --min-accuracy 97% -o fastest.json
+      eexit tune val.h5 --latency latency.json --max-drop 0.5% --tail p99:80%
     """
     state = get_state()
     ctx = click.get_current_context()
+    target_given = min_accuracy_text is not None or max_drop_text is not None
+    if not (budget_texts or tail_texts or target_given):
+        raise click.UsageError(
+            "give what to tune for: --budget GAMMA, --tail P:X, --min-accuracy A or --max-drop D "
+            "(e.g. --budget 60%; `eexit info SPLIT` suggests budgets)"
+        )
+    if min_accuracy_text is not None and max_drop_text is not None:
+        raise click.UsageError("give one accuracy target: --min-accuracy or --max-drop, not both")
+    if target_given and budget_texts:
+        raise click.UsageError(
+            "--min-accuracy/--max-drop minimise the mean latency, so they take no --budget; "
+            "combine them with --tail, or use --budget alone"
+        )
+    min_accuracy = max_drop = None
+    try:
+        if min_accuracy_text is not None:
+            min_accuracy = parse_fraction(min_accuracy_text, "--min-accuracy")
+            if min_accuracy > 1:
+                raise ValueError(f"--min-accuracy must be at most 1 (100%), got {min_accuracy_text!r}")
+        if max_drop_text is not None:
+            max_drop = parse_fraction(max_drop_text, "--max-drop")
+            if max_drop > 1:
+                raise ValueError(f"--max-drop must be at most 1 (100 points), got {max_drop_text!r}")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--min-accuracy" if min_accuracy_text else "--max-drop") from None
     if (latency_path is None) == (costs_text is None):
         raise click.UsageError("give exactly one of --latency FILE or --costs D1,D2,...")
     if latency_path is not None and _given(ctx, "unit"):
@@ -193,9 +256,13 @@ def tune(split, latency_path, costs_text, unit, budget_texts, output, confidence
     latency = read_latency(latency_path) if latency_path else latency_from_costs(_parse_costs(costs_text), unit)
     source = latency_path or "--costs"
     try:
-        budgets = parse_budgets(budget_texts, latency.per_exit, latency.unit)
+        budgets = parse_budgets(budget_texts, latency.per_exit, latency.unit) if budget_texts else [None]
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--budget") from None
+    try:
+        tails = [parse_tail(t, latency.per_exit, latency.unit) for t in tail_texts]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--tail") from None
 
     outputs = read_exits(split, confidence=confidence, ignore_index=ignore_index)
     check_tuning_inputs(outputs, latency, source, allow_renamed_exits)
@@ -212,7 +279,8 @@ def tune(split, latency_path, costs_text, unit, budget_texts, output, confidence
                              calibration_fraction=cal_fraction if level is not None else 0.3,
                              bound=bound_name, seed=seed, params=params, latency_source=source,
                              allow_renamed_exits=allow_renamed_exits,
-                             percent_hint=any("%" in t for t in budget_texts), jobs=jobs, progress=bar)
+                             percent_hint=any("%" in t for t in budget_texts), progress=bar,
+                             tail=tails, min_accuracy=min_accuracy, max_drop=max_drop, jobs=jobs)
     if not state.quiet:
         for w in tuned.warnings:
             if not w.endswith(warn or "\0"):
@@ -234,3 +302,12 @@ def tune(split, latency_path, costs_text, unit, budget_texts, output, confidence
     if state.interactive and len(entries) == 1 and entries[0]["tuning"].get("message"):
         state.err.print(f"note: {entries[0]['tuning']['message']}", markup=False, highlight=False,
                         soft_wrap=True)
+
+
+def _certified_line(rec: dict, unit: str) -> str:
+    if rec["name"] == "accuracy":
+        return f"accuracy >= {rec['lower_bound']:.4f} (target {rec['limit']:.4f})"
+    if rec["name"] == "mean_latency":
+        return f"mean latency <= {rec['upper_bound']:.6g} {unit}"
+    return (f"share above {rec['latency']:.6g} {unit} <= {rec['upper_bound']:.4g} "
+            f"(p{100 * rec['level']:g} budget)")

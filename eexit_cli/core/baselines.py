@@ -143,7 +143,9 @@ def heuristic(scores, correct, costs, budget: float, *, hard: HardProblem | None
     """
     hard = _hard(scores, correct, costs, budget, hard)
     n_exits, m = hard.n_exits, hard.n_samples
-    fractions, q = geometric_exit_fractions(hard.costs, hard.budget)
+    # without a mean-latency budget (tail budgets only) the rule starts from "spend
+    # everything" and the repair brings it within the tail budgets
+    fractions, q = geometric_exit_fractions(hard.costs, min(hard.budget, float(np.max(hard.costs))))
     thresholds = np.empty(n_exits - 1)
     undecided = np.arange(m)
     for n in range(n_exits - 1):

@@ -19,11 +19,13 @@ from fractions import Fraction
 import numpy as np
 
 from eexit_cli.core.replay import check_problem, exit_indices
+from eexit_cli.core.tail import QUANTILES, TailBudget, latency_quantiles
 
 EVALUATION_FORMAT = "eexit.evaluation/v2"
 
 #: Keys of the report's top level that summarise every entry (see :func:`summarise`).
-SUMMARY_KEYS = ("passed", "accuracy", "mean_latency", "violation", "within_budget", "accuracy_ok")
+SUMMARY_KEYS = ("passed", "accuracy", "mean_latency", "violation", "within_budget", "accuracy_ok",
+                "tail_ok")
 
 
 def exact_mean(counts, costs) -> Fraction:
@@ -33,7 +35,7 @@ def exact_mean(counts, costs) -> Fraction:
 
 
 def evaluation_entry(scores, correct, thresholds, costs, *, budget=None, tolerance=0.0,
-                     min_accuracy=None, exit_names=None, unit=None) -> dict:
+                     min_accuracy=None, exit_names=None, unit=None, tail=()) -> dict:
     """Replay one threshold set and report it as a JSON-ready dict.
 
     Parameters
@@ -54,14 +56,22 @@ def evaluation_entry(scores, correct, thresholds, costs, *, budget=None, toleran
         N names (default ``exit_1 .. exit_N``).
     unit : str, optional
         Unit of ``costs`` and ``budget``, copied into the entry.
+    tail : sequence of TailBudget
+        Tail budgets "the p-quantile of latency <= X" (X in ``unit``) to gate on;
+        ``--tolerance`` does not apply to them.
 
     Returns
     -------
     dict
         ``thresholds, budget, unit, accuracy, mean_latency, violation, tolerance,
-        within_budget, min_accuracy, accuracy_ok, passed, per_exit`` where ``per_exit``
-        lists per exit ``exit`` (1-based), ``name``, ``latency``, ``count``, ``fraction``
-        (the exit's share of samples) and ``accuracy`` (None where no sample leaves).
+        within_budget, min_accuracy, accuracy_ok, latency_quantiles, tail, tail_ok, passed,
+        per_exit`` where ``latency_quantiles`` holds p50, p90, p95 and p99 of the per-sample
+        latency (the inverted-CDF quantile: the smallest latency with at least that share of
+        samples at or below it), ``tail`` one record per tail budget (``level``, ``latency``,
+        ``quantile``, ``over`` and ``allowed`` samples above the latency, ``share_over``,
+        ``within``), and ``per_exit`` lists per exit ``exit`` (1-based), ``name``,
+        ``latency``, ``count``, ``fraction`` (the exit's share of samples) and ``accuracy``
+        (None where no sample leaves).
     """
     scores, correct, costs = check_problem(scores, correct, costs)
     n_exits, n_samples = scores.shape
@@ -93,6 +103,21 @@ def evaluation_entry(scores, correct, thresholds, costs, *, budget=None, toleran
         violation = float((Fraction(mean) - gamma) / gamma)
         within = Fraction(mean) <= gamma * (1 + Fraction(tolerance))
     acc_ok = min_accuracy is None or accuracy >= min_accuracy
+    per_sample = costs[idx]
+    tails = []
+    for tb in tail:
+        if not isinstance(tb, TailBudget):
+            tb = TailBudget(float(tb[0]), float(tb[1]))
+        over = tb.over(per_sample)
+        tails.append({
+            **tb.to_dict(),
+            "quantile": latency_quantiles(per_sample, (tb.level,))[f"p{100 * tb.level:g}"],
+            "over": over,
+            "allowed": tb.allowed(n_samples),
+            "share_over": over / n_samples,
+            "within": over <= tb.allowed(n_samples),
+        })
+    tail_ok = all(t["within"] for t in tails)
     per_exit = [
         {
             "exit": n + 1,
@@ -115,7 +140,10 @@ def evaluation_entry(scores, correct, thresholds, costs, *, budget=None, toleran
         "within_budget": bool(within),
         "min_accuracy": min_accuracy,
         "accuracy_ok": bool(acc_ok),
-        "passed": bool(within and acc_ok),
+        "latency_quantiles": latency_quantiles(per_sample, QUANTILES),
+        "tail": tails,
+        "tail_ok": bool(tail_ok),
+        "passed": bool(within and acc_ok and tail_ok),
         "per_exit": per_exit,
     }
 
@@ -125,7 +153,7 @@ def summarise(entries: list[dict]) -> dict:
 
     ``accuracy`` is the lowest accuracy, ``mean_latency`` the highest mean latency and
     ``violation`` the largest violation (None when no entry has a budget) over the
-    entries; ``passed``, ``within_budget`` and ``accuracy_ok`` hold for every entry.
+    entries; ``passed``, ``within_budget``, ``accuracy_ok`` and ``tail_ok`` hold for every entry.
     With one entry these are that entry's own values.
     """
     if not entries:
@@ -138,6 +166,7 @@ def summarise(entries: list[dict]) -> dict:
         "violation": max(violations) if violations else None,
         "within_budget": all(e["within_budget"] for e in entries),
         "accuracy_ok": all(e["accuracy_ok"] for e in entries),
+        "tail_ok": all(e.get("tail_ok", True) for e in entries),
     }
 
 

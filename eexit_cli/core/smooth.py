@@ -28,6 +28,8 @@ which neither overflows nor produces NaN for any ``k``.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 __all__ = [
@@ -113,7 +115,8 @@ class SmoothProblem:
     dtype : numpy dtype, default float64
     """
 
-    def __init__(self, scores, correct, costs, budget: float, k: float, dtype=np.float64):
+    def __init__(self, scores, correct, costs, budget: float | None, k: float, dtype=np.float64,
+                 *, extra_rows=None, extra_limits=None):
         scores = np.asarray(scores, dtype=np.float64)
         if scores.ndim != 2 or scores.shape[0] < 2:
             raise ValueError(f"scores must have shape (N >= 2, M), got {scores.shape}")
@@ -122,8 +125,20 @@ class SmoothProblem:
         self.dtype = np.dtype(dtype)
         self.n_exits, self.n_samples = scores.shape
         self.k = float(k)
-        self.budget = float(budget)
+        # no mean-latency budget (e.g. a tail budget alone): c(t) = -inf never binds
+        self.budget = math.inf if budget is None else float(budget)
         self.costs = np.asarray(costs, dtype=np.float64).copy()
+        if extra_rows is None:
+            extra_rows = np.zeros((0, self.n_exits))
+            extra_limits = np.zeros(0)
+        self.extra_rows = np.atleast_2d(np.asarray(extra_rows, dtype=np.float64)).copy()
+        self.extra_limits = np.atleast_1d(np.asarray(extra_limits, dtype=np.float64)).copy()
+        if self.extra_rows.shape[1:] != (self.n_exits,) or self.extra_limits.shape != self.extra_rows.shape[:1]:
+            raise ValueError(
+                f"extra_rows must have shape (K, {self.n_exits}) and extra_limits shape (K,), got "
+                f"{self.extra_rows.shape} and {self.extra_limits.shape}"
+            )
+        self.limits = np.concatenate([[self.budget], self.extra_limits])
         dt = self.dtype
         ne = self.n_exits - 1
         # tanh argument 0.5*k*(t_n - s_n) = 0.5*k*t_n - hs[n]
@@ -135,13 +150,16 @@ class SmoothProblem:
         self._dp = np.empty((ne, m), dtype=dt)  # k p_n (1 - p_n) P_n
         self._reach = np.empty((ne, m), dtype=dt)  # P_n = prod_{i<n} p_i
         self._reach[0].fill(1.0)
-        # rewards per exit as (2, M) blocks, row 0 accuracy and row 1 cost, so that
-        # the backward recursion of both runs in one pass per exit
-        self._w = np.empty((self.n_exits, 2, m), dtype=dt)
+        # rewards per exit as (R, M) blocks: row 0 accuracy, row 1 cost, then one row
+        # per extra constraint, so that the backward recursion of all of them runs
+        # in one pass per exit
+        rows = 2 + self.extra_rows.shape[0]
+        self._w = np.empty((self.n_exits, rows, m), dtype=dt)
         self._w[:, 0] = correct
         self._w[:, 1] = self._cost_dt[:, None]
-        self._v = np.empty((2, m), dtype=dt)  # V_n for accuracy and cost
-        self._diff = np.empty((2, m), dtype=dt)  # V_{n+1} - w_n
+        self._w[:, 2:] = self.extra_rows.T.astype(dt)[:, :, None]
+        self._v = np.empty((rows, m), dtype=dt)  # V_n of every row
+        self._diff = np.empty((rows, m), dtype=dt)  # V_{n+1} - w_n
         self.evaluations = 0
 
     # ------------------------------------------------------------------ values
@@ -167,12 +185,21 @@ class SmoothProblem:
 
     def values(self, t) -> tuple[float, float]:
         """Smoothed accuracy ``-o(t)`` and smoothed latency ``c(t) + Gamma``."""
-        acc, lat, _, _ = self._run(t, need_grad=False)
-        return acc, lat
+        vals, _ = self._run_all(t, need_grad=False)
+        return float(vals[0]), float(vals[1])
+
+    def constraint_values(self, t) -> np.ndarray:
+        """Every constraint ``c_k(t)``: the latency's (eq. 10), then the extra rows'.
+
+        Row ``k`` is ``mean_m sum_n g_n(x_m, t) r_kn - limit_k``; for a tail budget
+        ``r_kn = 1[d_n > X]`` and the limit is the allowed share ``1 - p``.
+        """
+        vals, _ = self._run_all(t, need_grad=False, need_acc=False)
+        return vals[1:] - self.limits
 
     def constraint(self, t) -> float:
-        """``c(t)`` of eq. (10): smoothed mean latency minus the budget."""
-        return self.values(t)[1] - self.budget
+        """``max_k c_k(t)``: ``c(t)`` of eq. (10) when there is no extra row."""
+        return float(np.max(self.constraint_values(t)))
 
     def value_and_grad(self, t):
         """Smoothed accuracy, latency and their gradients with respect to ``t``.
@@ -183,9 +210,17 @@ class SmoothProblem:
         grad_acc, grad_lat : ndarray of float64, shape (N-1,)
             ``-grad o(t)`` and ``grad c(t)``.
         """
-        return self._run(t, need_grad=True)
+        vals, grads = self._run_all(t, need_grad=True)
+        return float(vals[0]), float(vals[1]), grads[0], grads[1]
 
-    def _run(self, t, need_grad: bool, need_acc: bool = True):
+    def rows_and_grads(self, t):
+        """Smoothed values of every row (accuracy, latency, extra rows) and their gradients.
+
+        Returns ``(values (R,), gradients (R, N-1))`` with ``R = 2 + K``.
+        """
+        return self._run_all(t, need_grad=True)
+
+    def _run_all(self, t, need_grad: bool, need_acc: bool = True):
         t = np.asarray(t, dtype=np.float64)
         if t.shape != (self.n_exits - 1,):
             raise ValueError(f"thresholds must have shape ({self.n_exits - 1},), got {t.shape}")
@@ -193,37 +228,33 @@ class SmoothProblem:
         self._forward(t, need_grad)
         ne = self.n_exits - 1
         p, w, v, diff, dp = self._p, self._w, self._v, self._diff, self._dp
+        rows = w.shape[1]
         inv_m = 1.0 / self.n_samples
-        grad_a = np.zeros(ne)
-        grad_d = np.zeros(ne)
+        grads = np.zeros((rows, ne))
         v[...] = w[ne]
         for n in range(ne - 1, -1, -1):
             # V_n = w_n + p_n (V_{n+1} - w_n)
             np.subtract(v, w[n], out=diff)
             if need_grad:
-                grad_a[n] = float(np.dot(dp[n], diff[0])) * inv_m
-                grad_d[n] = float(np.dot(dp[n], diff[1])) * inv_m
-            if n == 0 and not need_acc:
-                v, diff, wn = v[1], diff[1], w[0, 1]  # V_1 of accuracy unused
-            else:
-                wn = w[n]
+                grads[:, n] = (diff @ dp[n]).astype(np.float64) * inv_m
             np.multiply(diff, p[n], out=diff)
-            np.add(diff, wn, out=v)
-        v = self._v
-        acc = float(np.sum(v[0], dtype=np.float64)) * inv_m if need_acc else float("nan")
-        lat = float(np.sum(v[1], dtype=np.float64)) * inv_m
-        return acc, lat, grad_a, grad_d
+            np.add(diff, w[n], out=v)
+        vals = np.sum(v, axis=1, dtype=np.float64) * inv_m
+        if not need_acc:
+            vals[0] = np.nan
+        return vals, grads
 
     # ----------------------------------------------------- proximal subproblem
     def phi(self, t, t_bar, gamma: float, beta: float) -> float:
-        """Penalised proximal subproblem of eq. (16).
+        """Penalised proximal subproblem of eq. (16), with one penalty per constraint.
 
-        ``phi_t(t) = o(t) + gamma/2 ||t - t_bar||^2 + beta/2 max(0, c(t))^2``.
+        ``phi_t(t) = o(t) + gamma/2 ||t - t_bar||^2 + beta/2 sum_k max(0, c_k(t))^2``
+        (one term, the paper's, without extra rows).
         """
-        acc, lat = self.values(t)
-        c = max(0.0, lat - self.budget)
+        vals, _ = self._run_all(t, need_grad=False)
+        c = np.maximum(0.0, vals[1:] - self.limits)
         diff = np.asarray(t, dtype=np.float64) - np.asarray(t_bar, dtype=np.float64)
-        return -acc + 0.5 * gamma * float(diff @ diff) + 0.5 * beta * c * c
+        return float(-vals[0] + 0.5 * gamma * float(diff @ diff) + 0.5 * beta * float(c @ c))
 
     def phi_grad(self, t, t_bar, gamma: float, beta: float):
         """Value and gradient of ``phi_t`` (eq. 16).
@@ -236,12 +267,12 @@ class SmoothProblem:
             Smoothed accuracy and latency at ``t`` (free by-products).
         """
         t = np.asarray(t, dtype=np.float64)
-        acc, lat, ga, gd = self._run(t, need_grad=True)
-        c = max(0.0, lat - self.budget)
+        vals, grads = self._run_all(t, need_grad=True)
+        c = np.maximum(0.0, vals[1:] - self.limits)
         diff = t - np.asarray(t_bar, dtype=np.float64)
-        value = -acc + 0.5 * gamma * float(diff @ diff) + 0.5 * beta * c * c
-        grad = -ga + gamma * diff + (beta * c) * gd
-        return value, grad, acc, lat
+        value = -vals[0] + 0.5 * gamma * float(diff @ diff) + 0.5 * beta * float(c @ c)
+        grad = -grads[0] + gamma * diff + beta * (c @ grads[1:])
+        return float(value), grad, float(vals[0]), float(vals[1])
 
     def phi_gradient(self, t, t_bar, gamma: float, beta: float) -> np.ndarray:
         """Gradient of ``phi_t`` (eq. 16) alone, as :meth:`phi_grad` computes it.
@@ -249,6 +280,6 @@ class SmoothProblem:
         Skips the smoothed accuracy and the value, which Algorithm 1 never uses.
         """
         t = np.asarray(t, dtype=np.float64)
-        _, lat, ga, gd = self._run(t, need_grad=True, need_acc=False)
-        c = max(0.0, lat - self.budget)
-        return -ga + gamma * (t - t_bar) + (beta * c) * gd
+        vals, grads = self._run_all(t, need_grad=True, need_acc=False)
+        c = np.maximum(0.0, vals[1:] - self.limits)
+        return -grads[0] + gamma * (t - t_bar) + beta * (c @ grads[1:])

@@ -45,6 +45,7 @@ from .ippp import ippp as _ippp
 from .ippp import warm_start as _warm_start
 from .replay import check_problem, exit_indices, replay
 from .smooth import SmoothProblem
+from .tail import TailBudget, constraint_rows
 
 __all__ = ["TuneResult", "tune", "METHODS", "DEFAULT_K", "DEFAULT_BETA", "DEFAULT_TOL",
            "DEFAULT_HARD_TOL", "DEFAULT_SMOOTH_SAMPLES"]
@@ -78,10 +79,14 @@ class TuneResult:
     thresholds : ndarray, shape (N-1,)
         ``t_1 .. t_{N-1}`` in the original units of the scores.
     method : str
-    budget : float
-        Gamma, in the unit of the costs.
+    budget : float or None
+        Gamma, in the unit of the costs (None: no mean-latency budget).
     accuracy, mean_latency : float
         Hard replay of ``thresholds`` on the tuning split (``mean_latency <= budget``).
+    tail : tuple of dict
+        One record per tail budget: ``level`` p, ``latency`` X, ``quantile`` (the
+        hard p-quantile of latency on the tuning split, ``<= X``), ``over`` and
+        ``allowed`` (samples above X, and the most allowed).
     smooth_accuracy, smooth_latency : float or None
         The smoothed accuracy ``-o(t)`` and latency ``c(t) + Gamma`` (eqs. 9-10) of
         ``thresholds`` with steepness ``k``; None for the baselines.
@@ -121,6 +126,7 @@ class TuneResult:
     params: dict = field(default_factory=dict)
     stages: dict = field(default_factory=dict)
     warnings: tuple = ()
+    tail: tuple = ()
 
     def to_dict(self) -> dict:
         """JSON-ready plain Python types (no numpy scalars; NaN and inf become None)."""
@@ -141,6 +147,7 @@ class TuneResult:
             "params": _plain(self.params),
             "stages": _plain(self.stages),
             "warnings": list(self.warnings),
+            "tail": _plain(list(self.tail)),
         }
 
 
@@ -174,12 +181,45 @@ def _positive(name, value, integer=False):
     return int(value) if integer else float(value)
 
 
-def tune(scores, correct, costs, budget, *, method: str = "ippp", score_range=None,
-         polish: bool = True, init=None, k: float = DEFAULT_K, T: int = 100, J: int = 10,
-         gamma: float = 10.0, mu: float = 1.0, eta: float = 100.0, beta: float = DEFAULT_BETA,
-         tol: float = DEFAULT_TOL, hard_tol: float = DEFAULT_HARD_TOL,
+def _tails(tail) -> list[TailBudget]:
+    if tail is None:
+        return []
+    items = [tail] if isinstance(tail, (TailBudget, dict)) or (
+        isinstance(tail, tuple) and len(tail) == 2 and not isinstance(tail[0], (TailBudget, tuple, dict))
+    ) else list(tail)
+    out = []
+    for item in items:
+        if isinstance(item, TailBudget):
+            out.append(item)
+        elif isinstance(item, dict):
+            out.append(TailBudget(float(item["level"]), float(item["latency"])))
+        else:
+            try:
+                level, limit = item
+            except (TypeError, ValueError):
+                raise ValueError(f"tail must be (level, latency) pairs or TailBudget, got {item!r}") from None
+            out.append(TailBudget(float(level), float(limit)))
+    return out
+
+
+def tail_records(tails, latencies) -> list[dict]:
+    """What each tail budget looks like on per-sample ``latencies`` (hard)."""
+    from .tail import latency_quantile
+
+    lat = np.asarray(latencies, dtype=np.float64)
+    return [
+        {**tb.to_dict(), "quantile": latency_quantile(lat, tb.level), "over": tb.over(lat),
+         "allowed": tb.allowed(lat.size), "share_over": tb.over(lat) / lat.size}
+        for tb in tails
+    ]
+
+
+def tune(scores, correct, costs, budget=None, *, tail=None, method: str = "ippp",
+         score_range=None, polish: bool = True, init=None, k: float = DEFAULT_K, T: int = 100,
+         J: int = 10, gamma: float = 10.0, mu: float = 1.0, eta: float = 100.0,
+         beta: float = DEFAULT_BETA, tol: float = DEFAULT_TOL, hard_tol: float = DEFAULT_HARD_TOL,
          smooth_samples: int = DEFAULT_SMOOTH_SAMPLES, progress=None) -> TuneResult:
-    """Choose exit thresholds that maximise accuracy under a mean-latency budget.
+    """Choose exit thresholds that maximise accuracy under mean- and tail-latency budgets.
 
     Parameters
     ----------
@@ -190,8 +230,14 @@ def tune(scores, correct, costs, budget, *, method: str = "ippp", score_range=No
     costs : array_like, shape (N,)
         ``d_1 .. d_N``: mean latency of inference that stops at each exit, in any
         unit (seconds, relative, FLOPs).
-    budget : float
-        Gamma, the mean-latency budget, in the unit of ``costs``.
+    budget : float or None
+        Gamma, the mean-latency budget, in the unit of ``costs``; None for none
+        (then ``tail`` must be given).
+    tail : TailBudget, (level, latency) pair, or a list of them, optional
+        Tail-latency budgets "the p-quantile of latency <= X" (:mod:`.tail`):
+        at most ``M - ceil(p M)`` tuning samples may take an exit with
+        ``d_n > X``.  Each is one more constraint row of the smoothed problem
+        and of the exact repair and polish, and holds exactly on the split.
     method : {"ippp", "heuristic", "single"}
     score_range : (float, float), optional
         The box ``S = [lo, hi]`` of the confidence measure (e.g. ``(0, 1)`` for the
@@ -238,7 +284,8 @@ def tune(scores, correct, costs, budget, *, method: str = "ippp", score_range=No
     ValueError
         For malformed inputs or parameters (the message names the parameter).
     InfeasibleBudgetError
-        When ``budget`` is below the smallest achievable mean latency.
+        When ``budget`` is below the smallest achievable mean latency, or a
+        tail latency below the smallest cost.
 
     Notes
     -----
@@ -275,12 +322,16 @@ def tune(scores, correct, costs, budget, *, method: str = "ippp", score_range=No
     scores, correct, costs = check_problem(scores, correct, costs)
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    try:
-        budget = float(budget)
-    except (TypeError, ValueError):
-        raise ValueError(f"budget must be a positive finite number, got {budget!r}") from None
-    if not (math.isfinite(budget) and budget > 0):
-        raise ValueError(f"budget must be positive and finite, got {budget!r}")
+    tails = _tails(tail)
+    if budget is not None:
+        try:
+            budget = float(budget)
+        except (TypeError, ValueError):
+            raise ValueError(f"budget must be a positive finite number, got {budget!r}") from None
+        if not (math.isfinite(budget) and budget > 0):
+            raise ValueError(f"budget must be positive and finite, got {budget!r}")
+    elif not tails:
+        raise ValueError("give a mean-latency budget, a tail budget, or both")
     k = _positive("k", k)
     T = _positive("T", T, integer=True)
     J = _positive("J", J, integer=True)
@@ -334,14 +385,21 @@ def tune(scores, correct, costs, budget, *, method: str = "ippp", score_range=No
             "repair assume deeper exits cost more, results may be poor"
         )
     min_cost, max_cost = float(costs.min()), float(costs.max())
-    if budget < min_cost:
+    for tb in tails:
+        if tb.latency < min_cost:
+            raise InfeasibleBudgetError(
+                f"tail budget {tb.label()} <= {tb.latency:.6g} is below the smallest per-exit cost "
+                f"{min_cost:.6g} (exit {int(np.argmin(costs)) + 1}): every sample takes longer, "
+                "in the unit of the costs"
+            )
+    if budget is not None and budget < min_cost:
         raise InfeasibleBudgetError(
             f"budget {budget:.6g} is below the smallest achievable mean latency "
             f"{min_cost:.6g} (every sample leaving at exit {int(np.argmin(costs)) + 1}), "
             "in the unit of the costs"
         )
     notes = []
-    if budget >= max_cost:
+    if budget is not None and budget >= max_cost:
         notes.append(
             f"the budget {budget:.6g} is at or above the largest cost {max_cost:.6g}, so the "
             "latency constraint cannot bind; thresholds maximise accuracy alone"
@@ -358,10 +416,15 @@ def tune(scores, correct, costs, budget, *, method: str = "ippp", score_range=No
         "beta": beta, "tol": tol, "hard_tol": hard_tol, "smooth_samples": min(smooth_samples, n_samples),
         "polish": bool(polish and method == "ippp"),
         "score_range": [lo, hi], "init": None if init_arr is None else init_arr.tolist(),
-        "cost_scale": max_cost, "normalised_budget": budget / max_cost,
+        "cost_scale": max_cost,
+        "normalised_budget": None if budget is None else budget / max_cost,
+        "tail": [tb.to_dict() for tb in tails],
     }
 
-    hard = HardProblem(scores, correct, costs, budget, lo, hi)
+    rows = [tb.row(costs) for tb in tails]
+    allowed = [tb.allowed(n_samples) for tb in tails]
+    hard_rows, hard_bounds = constraint_rows(costs, budget, tails, n_samples)
+    hard = HardProblem(scores, correct, hard_rows, hard_bounds, lo, hi)
     stages: dict = {}
 
     if method != "ippp":
@@ -377,14 +440,14 @@ def tune(scores, correct, costs, budget, *, method: str = "ippp", score_range=No
                 "mean_latency": res.mean_latency, "shift": res.shift,
             }
             notes.append(
-                f"the rule's thresholds exceeded the budget on the tuning split "
-                f"({res.raw_mean_latency:.6g} > {budget:.6g}) and were moved down together"
+                "the rule's thresholds exceeded the budget on the tuning split "
+                f"(mean latency {res.raw_mean_latency:.6g}) and were moved down together"
             )
         if progress is not None:
             progress(1, 1)
         final_t = np.asarray(res.thresholds, dtype=np.float64)
         return _result(final_t, method, budget, scores, correct, costs, None, True, "ok",
-                       notes, 0, 0, t_start, params, stages, warnings)
+                       notes, 0, 0, t_start, params, stages, warnings, tails)
 
     # ---------------------------------------------------------------- iPPP
     # normalised problem; the normalised costs are rounded to 40 bits so that
@@ -397,8 +460,11 @@ def tune(scores, correct, costs, budget, *, method: str = "ippp", score_range=No
         u = (scores - lo) / width
         c_sub = correct
     dn = _round_bits(costs / max_cost)
-    gn = _round_bits(budget / max_cost)
-    smooth = SmoothProblem(u, c_sub, dn, gn, k, dtype=np.float32)
+    gn = None if budget is None else _round_bits(budget / max_cost)
+    # the smoothed tail rows' limits are shares, the same on the subset as on the split
+    smooth = SmoothProblem(u, c_sub, dn, gn, k, dtype=np.float32,
+                           extra_rows=np.array(rows, dtype=np.float64).reshape(len(tails), n_exits),
+                           extra_limits=[a / n_samples for a in allowed])
     del c_sub
 
     def to_orig(t):
@@ -485,7 +551,7 @@ def tune(scores, correct, costs, budget, *, method: str = "ippp", score_range=No
                      "moved down together")
     return _result(final_t, method, budget, scores, correct, costs, (sa, sl * max_cost),
                    res.converged, status, notes, res.iterations, res.gradient_evaluations,
-                   t_start, params, stages, warnings)
+                   t_start, params, stages, warnings, tails)
 
 
 def _round_bits(x, bits: int = 40):
@@ -509,10 +575,13 @@ def _stage(hard: HardProblem, thresholds, smooth, **extra) -> dict:
 
 
 def _result(thresholds, method, budget, scores, correct, costs, smooth, converged, status,
-            notes, iterations, gevals, t_start, params, stages, warnings) -> TuneResult:
+            notes, iterations, gevals, t_start, params, stages, warnings, tails=()) -> TuneResult:
     rep = replay(scores, correct, thresholds, costs)
-    if rep.mean_latency > budget:  # pragma: no cover - guarded by the exact machinery
+    if budget is not None and rep.mean_latency > budget:  # pragma: no cover - guarded by the exact machinery
         raise RuntimeError("internal error: tuned thresholds exceed the budget")
+    lat = costs[rep.exit_index]
+    if any(not tb.holds(lat) for tb in tails):  # pragma: no cover - guarded by the exact machinery
+        raise RuntimeError("internal error: tuned thresholds exceed a tail budget")
     message = "; ".join(notes) if notes else "ok"
     return TuneResult(
         thresholds=np.asarray(thresholds, dtype=np.float64).copy(),
@@ -531,4 +600,5 @@ def _result(thresholds, method, budget, scores, correct, costs, smooth, converge
         params=params,
         stages=stages,
         warnings=tuple(warnings),
+        tail=tuple(tail_records(tails, lat)),
     )

@@ -12,19 +12,34 @@ Where ``fork`` is not available the file is read in this process.
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import signal
 
+import numpy as np
+
 from eexit_cli.errors import EexitError, InputError
 from eexit_cli.io.exits import ExitOutputs, read_exits
+
+
+_ARRAYS = ("scores", "correct", "labels")
 
 
 def _child(conn, path, confidence, ignore_index) -> None:
     # the parent answers Ctrl-C; the child just stops when killed
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        result = ("ok", read_exits(path, confidence=confidence, ignore_index=ignore_index))
+        out = read_exits(path, confidence=confidence, ignore_index=ignore_index)
+        # the arrays go as raw bytes after a small header: no pickled copies of them
+        arrays = {k: np.ascontiguousarray(getattr(out, k)) for k in _ARRAYS if getattr(out, k) is not None}
+        header = {f.name: getattr(out, f.name) for f in dataclasses.fields(out) if f.name not in arrays}
+        header["_arrays"] = {k: (a.dtype.str, a.shape) for k, a in arrays.items()}
+        conn.send(("ok", header))
+        for a in arrays.values():
+            conn.send_bytes(memoryview(a).cast("B"))
+        conn.close()
+        return
     except EexitError as exc:
         result = ("input", str(exc))
     except MemoryError:
@@ -35,6 +50,18 @@ def _child(conn, path, confidence, ignore_index) -> None:
         conn.send(result)
     finally:
         conn.close()
+
+
+def _receive_outputs(conn, header: dict) -> ExitOutputs:
+    arrays = {}
+    for name, (dtype, shape) in header.pop("_arrays").items():
+        a = np.empty(shape, dtype=np.dtype(dtype))
+        if a.nbytes:
+            conn.recv_bytes_into(memoryview(a).cast("B"))
+        else:
+            conn.recv_bytes()
+        arrays[name] = a
+    return ExitOutputs(**header, **arrays)
 
 
 def read_exits_isolated(path, confidence: str | None = None, ignore_index: int | None = None) -> ExitOutputs:
@@ -51,6 +78,8 @@ def read_exits_isolated(path, confidence: str | None = None, ignore_index: int |
     try:
         try:
             kind, value = receive.recv()
+            if kind == "ok":
+                value = _receive_outputs(receive, value)
         except EOFError:
             child.join()
             code = child.exitcode

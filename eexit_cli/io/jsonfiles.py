@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from eexit_cli.core.latency import check_costs
+from eexit_cli.core.tail import TailBudget
 from eexit_cli.core.units import convert_all
 from eexit_cli.errors import InputError
 
@@ -66,6 +67,7 @@ class ThresholdSet:
     latency: LatencyProfile
     raw: dict  # the whole object, for reporting what tune recorded
     exit_names: list[str] | None = None  # as recorded in the file, else None
+    tail: tuple = ()  # TailBudget records: "p-quantile of latency <= X", in the latency's unit
 
     @property
     def n_exits(self) -> int:
@@ -193,8 +195,30 @@ def thresholds_from_dict(data: dict, path: str = "<thresholds>") -> ThresholdSet
             f"got {latency.n_exits} (N disagrees)"
         )
     names = _exit_names(data, thresholds.size + 1, path)
+    tail = _tail_budgets(data.get("tail"), path)
     return ThresholdSet(thresholds=thresholds, confidence=confidence, budget=budget, latency=latency,
-                        raw=data, exit_names=names)
+                        raw=data, exit_names=names, tail=tail)
+
+
+def _tail_budgets(value, path: str) -> tuple:
+    """The optional ``tail`` key: a list of ``{"level": p, "latency": X}`` objects."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise InputError(f"{path}: tail must be a list of objects with level and latency, got {value!r}")
+    out = []
+    for i, item in enumerate(value):
+        if not isinstance(item, dict) or "level" not in item or "latency" not in item:
+            raise InputError(f"{path}: tail[{i}] must be an object with level and latency, got {item!r}")
+        level = _float(item["level"], path, f"tail[{i}].level")
+        limit = _float(item["latency"], path, f"tail[{i}].latency")
+        if not 0 < level < 1 or limit <= 0:
+            raise InputError(
+                f"{path}: tail[{i}] needs 0 < level < 1 and a positive latency, got level {level:g}, "
+                f"latency {limit:g}"
+            )
+        out.append(TailBudget(level, limit))
+    return tuple(out)
 
 
 def read_thresholds_or_frontier(path: str | os.PathLike) -> tuple[str, list[ThresholdSet], dict]:
