@@ -107,6 +107,7 @@ def cli(ctx: click.Context) -> None:
       eexit profile model.onnx -o latency.json          # per-exit latency d_n
       eexit tune val.h5 --latency latency.json --budget 60% -o thresholds.json
       eexit evaluate test.h5 thresholds.json            # exit 1 if over budget
+      eexit check model.onnx thresholds.json test.h5    # exit 1 if the run disagrees
 
     Run `eexit COMMAND --help` for each command; file formats are in docs/formats.md.
     """
@@ -115,12 +116,13 @@ def cli(ctx: click.Context) -> None:
 
 
 def _register() -> None:
+    from eexit_cli.cli.check_cmd import check
     from eexit_cli.cli.evaluate import evaluate
     from eexit_cli.cli.info import info
     from eexit_cli.cli.profile_cmd import profile
     from eexit_cli.cli.tune import tune
 
-    for command in (profile, info, tune, evaluate):
+    for command in (profile, info, tune, evaluate, check):
         cli.add_command(command)
 
 

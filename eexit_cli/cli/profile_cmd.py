@@ -1,4 +1,6 @@
-"""``eexit profile``: measure the per-exit latency d_n of an ONNX model."""
+"""``eexit profile``: measure the per-exit latency d_n of an ONNX or PyTorch model.
+
+The model options (``model_options``) are shared with ``eexit check``."""
 
 from __future__ import annotations
 
@@ -64,14 +66,15 @@ def _time(seconds: float) -> str:
 
 
 def _table(result) -> Table:
-    table = Table(title="Latency per exit (batch 1)", title_justify="left")
+    table = Table(title=f"Latency per exit ({result.model.mode}, batch {result.batch})", title_justify="left")
     level = f"{100 * result.exits[0].ci_level:.0f}%"
-    for col in ("exit", "name", "median d_n", "IQR/median", f"{level} CI of median", "min", "calls"):
+    for col in ("exit", "name", "d_n", "median", "IQR/median", f"{level} CI of median", "min", "calls"):
         table.add_column(col, justify="left" if col == "name" else "right")
     for n, e in enumerate(result.exits, start=1):
         table.add_row(
             str(n),
             e.name,
+            _time(e.estimate),
             _time(e.median),
             f"{100 * e.relative_iqr:.1f}%",
             f"{_time(e.ci_low)} - {_time(e.ci_high)}",
@@ -81,59 +84,112 @@ def _table(result) -> Table:
     return table
 
 
+def model_options(func):
+    """The options that say how to open and run a model (``profile`` and ``check``)."""
+    options = [
+        click.option("--outputs", callback=_parse_outputs, metavar="NAME,NAME,...",
+                     help="ONNX: the exits' output tensors in exit order (default: the graph's outputs "
+                          "in order). PyTorch: names for the exits, which also declares how many."),
+        click.option("--input-shape", "input_shapes", multiple=True, callback=_parse_shapes, metavar="NAME=DIMS",
+                     help="ONNX: shape of an input with symbolic dimensions, e.g. input=1x3x32x32 "
+                          "(repeatable). Without it a symbolic batch dimension is 1. At most 2^28 "
+                          "elements per input."),
+        click.option("--mode", type=click.Choice(["staged", "prefix"]), default="staged", show_default=True,
+                     help="staged: run stage after stage, checking each exit passed, as deployed. "
+                          "prefix (ONNX only): one graph per exit, no checks between stages."),
+        click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+                     help="Where to run; cuda needs onnxruntime-gpu or a CUDA build of torch."),
+        click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="Intra-op threads (onnxruntime or torch); 1 gives the steadiest timings."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def model_files(model: str) -> list[str]:
+    """The file behind MODEL: the ONNX file, or the Python file of FILE.py:FACTORY."""
+    from eexit_cli.profiling.models import is_torch_spec
+
+    if is_torch_spec(model):
+        target = model.rsplit(":", 1)[0]
+        return [target] if target.endswith(".py") else []
+    return [model]
+
+
+def _to_stdout(output) -> bool:
+    return output == "-" or (output is None and not stdout_is_terminal()) or resolve_output(output) == STDOUT
+
+
+def check_output_early(output, inputs) -> None:
+    """Refuse a bad -o (or a closed stdout) now rather than after the measurement."""
+    check_output_target(output, inputs, to_stdout=_to_stdout(output))
+
+
+def emit(data, output) -> None:
+    """The JSON to -o, or to stdout when it is not a terminal (or -o -)."""
+    if output not in (None, "-") and resolve_output(output) != STDOUT:
+        write_json_output(data, output)
+    elif _to_stdout(output):
+        write_json_output(data, "-")
+    else:
+        get_state().err.print("note: no -o given and stdout is a terminal; nothing saved (use -o FILE.json)",
+                              markup=False, highlight=False)
+
+
 @click.command("profile", context_settings=CONTEXT_SETTINGS, epilog=EXIT_CODES_HELP)
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model")
 @output_option("Write the latency JSON here ('-' = stdout). Default: stdout when it is not a terminal.")
-@click.option("--outputs", callback=_parse_outputs, metavar="NAME,NAME,...",
-              help="The exits' output tensors in exit order (default: the graph's outputs in order).")
-@click.option("--input-shape", "input_shapes", multiple=True, callback=_parse_shapes, metavar="NAME=DIMS",
-              help="Shape of an input with symbolic dimensions, e.g. input=1x3x32x32 (repeatable). "
-                   "Without it a symbolic batch dimension is 1. At most 2^28 elements per input.")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
-              help="Where to run; cuda needs onnxruntime-gpu.")
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
-              help="onnxruntime intra-op threads; 1 gives the steadiest timings.")
+@model_options
+@click.option("--confidence", type=click.Choice(["max_softmax", "entropy", "margin"]), default="max_softmax",
+              show_default=True, help="Confidence computed at each exit passed (staged mode).")
 @click.option("--warmup", type=click.IntRange(min=0), default=20, show_default=True,
               help="Untimed calls per exit before measuring.")
 @click.option("--repeat", type=click.IntRange(min=1), default=50, show_default=True,
               help="Timed calls per exit in each round.")
 @click.option("--rounds", type=click.IntRange(min=1), default=20, show_default=True,
-              help="Rounds; each times every exit --repeat times, exits in shuffled order.")
+              help="Rounds; each makes --repeat calls per exit, the exit drawn at random for every call.")
 @click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
               help="Start no new round once any exit has spent this long in timed calls.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Seed of the random inputs and of the order of exits within rounds.")
+              help="Seed of the random inputs and of the order of the calls.")
 @global_options
-def profile(model, output, outputs, input_shapes, device, threads, warmup, repeat, rounds, time_budget, seed):
-    """Measure the latency d_n of stopping at each exit of an ONNX model.
+def profile(model, output, outputs, input_shapes, mode, device, threads, confidence, warmup, repeat, rounds,
+            time_budget, seed):
+    """Measure the latency d_n of stopping at each exit of an ONNX or PyTorch model.
 
-    MODEL is an ONNX early-exit model with one output per exit. For each exit n
-    the graph from the inputs to exits 1..n is cut out and timed on random input
-    of batch size 1, so d_n counts the backbone up to exit n and the heads of
-    exits 1..n. Exits are timed in interleaved rounds; d_n is the median time per
-    call. The result is the latency JSON that `eexit tune` reads (unit: seconds),
-    with the spread, a confidence interval of each median and a description of
-    the machine. Profile on the machine the model will serve from, with nothing
-    else running. Needs the 'onnx' extra: pip install 'eexit[onnx]'.
+    MODEL is an ONNX file with one output per exit, or a PyTorch factory
+    FILE.py:FACTORY or package.module:FACTORY, where FACTORY() returns
+    (model, example_input). A PyTorch model either has `stages` (N callables,
+    stage(state) -> (state, exit_output)) or returns its N exit outputs from
+    model(example_input), and is then cut with torch.fx.
+
+    d_n is the time of one inference that stops at exit n, run as a deployment
+    runs it: stages 1..n in sequence, and at each exit passed its confidence is
+    computed and compared with a threshold. Calls are timed with the exit drawn at
+    random for every call; d_n is the mean time per call (0.1% of the calls cut at
+    each end), an estimate of the mean latency the budget is about. The result is the latency
+    JSON that `eexit tune` reads (unit: seconds), with the median, quartiles, a
+    confidence interval of the median, the batch size and the machine. Profile on
+    the machine the model will serve from, with nothing else running. ONNX needs
+    pip install 'eexit[onnx]', PyTorch pip install 'eexit[torch]'.
 
     \b
     Example:
       eexit profile model.onnx -o latency.json
       eexit profile model.onnx --outputs exit_1,exit_2,exit_3 --input-shape input=1x3x32x32
+      eexit profile sample_data/torch_models.py:digits_gru -o latency.json
     """
-    from eexit_cli.profiling.onnx_profiler import profile_onnx
+    from eexit_cli.profiling.models import open_model
+    from eexit_cli.profiling.record import profile_staged
 
     state = get_state()
-    # say so now rather than after the measurement
-    to_stdout = output == "-" or (output is None and not stdout_is_terminal())
-    check_output_target(output, [model], to_stdout=to_stdout or resolve_output(output) == STDOUT)
+    check_output_early(output, model_files(model))
+    staged = open_model(model, outputs=outputs, input_shapes=input_shapes, mode=mode, device=device,
+                        threads=threads, confidence=confidence, seed=seed)
     with progress("profiling", total=None) as update:
-        result = profile_onnx(
-            model,
-            outputs=outputs,
-            input_shapes=input_shapes,
-            device=device,
-            threads=threads,
+        result = profile_staged(
+            staged,
             warmup=warmup,
             repeat=repeat,
             rounds=rounds,
@@ -147,16 +203,10 @@ def profile(model, output, outputs, input_shapes, device, threads, warmup, repea
         state.err.print(_table(result))
         if result.call_overhead is not None:
             state.err.print(
-                f"A call of a one-node graph with the same inputs takes {_time(result.call_overhead.median)} "
-                "(included in every d_n).",
+                f"A call that does next to nothing through the same runtime takes "
+                f"{_time(result.call_overhead.median)} (included in every d_n).",
                 markup=False, highlight=False,
             )
     for warning in result.warnings:
         state.err.print(f"[yellow]warning[/]: {warning}", highlight=False)
-    if output not in (None, "-") and resolve_output(output) != STDOUT:
-        write_json_output(data, output)
-    elif to_stdout or resolve_output(output) == STDOUT:
-        write_json_output(data, "-")
-    else:
-        state.err.print("note: no -o given and stdout is a terminal; nothing saved (use -o latency.json)",
-                        markup=False, highlight=False)
+    emit(data, output)

@@ -1,54 +1,48 @@
-"""Measure the per-exit latency d_n of an ONNX early-exit model with onnxruntime.
+"""The ONNX backend: an ONNX early-exit model as a :class:`StagedModel` (onnxruntime).
 
-d_n is the latency of an inference that stops at exit n: the backbone up to exit n
-and the heads of exits 1..n (each must be evaluated to decide whether to stop). It
-is the d_n of the paper's latency model b(x, t) = sum_n d_n g_n(x, t) (Tan et al.,
-AAAI 2021, eq. (5)).
+d_n is the latency of an inference that stops at exit n (the d_n of the paper's
+latency model b(x, t) = sum_n d_n g_n(x, t), Tan et al., AAAI 2021, eq. (5)).
 
-How: for each n the sub-graph from the model's inputs to the outputs of exits 1..n
-is cut out (``onnx.utils.Extractor``) and loaded into its own InferenceSession.
-Asking one full session for a subset of its outputs would not do: onnxruntime still
-runs the whole graph, so every exit would cost the whole model. Every session gets
-the same random input at batch size 1; after a warm-up, rounds of ``repeat`` timed
-calls are run for each exit, the order of the exits shuffled in every round, so that
-slow drifts of the machine (frequency, other work) spread over all exits alike.
-d_n is the median of the per-call times; the statistics are computed in
-``eexit_cli.core.latency_stats``.
+Staged mode (the default) runs the model as an early-exit deployment does: the graph
+is cut into N stage sub-graphs at the boundary tensors (those produced before exit k
+and consumed after it; ``onnx_cut``), each loaded into its own InferenceSession; a call runs stages
+1..n in sequence, handing the boundary tensors on, and after each stage k < n
+computes exit k's confidence from its output and compares it with a threshold.
 
-onnx and onnxruntime are imported only when a model is profiled (the ``onnx``
-extra); everything else in eexit works without them.
+Prefix mode cuts, for each n, the sub-graph from the inputs to exits 1..n and times it
+alone: the cost of the computation without the per-stage calls and checks, for a
+runtime that runs the whole early-exit logic inside one graph call. (Asking one
+full session for a subset of its outputs would not do: onnxruntime still runs the
+whole graph.)
+
+Inputs are random, seeded, of the declared shapes; a symbolic batch dimension is 1
+unless ``--input-shape`` says otherwise. onnx and onnxruntime are imported only when
+a model is opened (the ``onnx`` extra).
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import gc
-import hashlib
 import os
-import platform
-import time
-from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Mapping, Sequence
 
 import numpy as np
 
-from eexit_cli.core.latency_stats import ExitTiming, exit_timing
 from eexit_cli.errors import DeviceUnavailableError, InputError, MissingDependencyError
+from eexit_cli.profiling.onnx_cut import cut_stages, stage_models
+from eexit_cli.profiling.record import ProfileResult, check_int, profile_staged, sha256_file
+from eexit_cli.profiling.staged import (
+    MODES,
+    StagedModel,
+    check_exit_output,
+    check_thresholds,
+    describe_shapes,
+    numpy_decision,
+)
+from eexit_cli.profiling.timing import ProgressCallback
 
-LATENCY_FORMAT = "eexit.latency/v1"
 DEVICES = ("cpu", "cuda")
-# IQR / median above this makes a warning: the machine was too busy or too noisy for
-# the median to mean much.
-SPREAD_WARNING = 0.10
-
 _INSTALL_HINT = "install with: pip install 'eexit[onnx]'"
-
-ProgressCallback = Callable[[int, int], None]
-
-
-# ---------------------------------------------------------------------------
-# Results
-# ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -58,115 +52,6 @@ class InputSpec:
     name: str
     shape: tuple[int, ...]
     dtype: str
-
-
-@dataclass(frozen=True)
-class ProfileResult:
-    """Per-exit latencies of one model on one machine, with how they were measured."""
-
-    exits: tuple[ExitTiming, ...]
-    model_path: str
-    model_sha256: str
-    inputs: tuple[InputSpec, ...]
-    device: str
-    providers: tuple[str, ...]
-    threads: int
-    warmup: int
-    repeat: int
-    rounds: int
-    rounds_done: int
-    time_budget: float | None
-    seed: int
-    timestamp: str
-    wall_time: float
-    call_overhead: ExitTiming | None = None
-    environment: Mapping[str, object] = field(default_factory=dict)
-    warnings: tuple[str, ...] = ()
-
-    @property
-    def exit_names(self) -> tuple[str, ...]:
-        return tuple(e.name for e in self.exits)
-
-    @property
-    def per_exit(self) -> tuple[float, ...]:
-        """d_1..d_N: the median latency of each exit, in seconds."""
-        return tuple(e.median for e in self.exits)
-
-    def to_latency_dict(self) -> dict:
-        """The ``eexit.latency/v1`` object (see docs/profiling.md)."""
-        measurement = {
-            "method": "onnxruntime, prefix sub-graphs, batch 1, median of interleaved rounds",
-            "statistic": "median",
-            "exits": [e.to_dict() for e in self.exits],
-            "model": {"path": self.model_path, "sha256": self.model_sha256},
-            "inputs": [
-                {"name": s.name, "shape": list(s.shape), "dtype": s.dtype} for s in self.inputs
-            ],
-            "device": self.device,
-            "providers": list(self.providers),
-            "threads": self.threads,
-            "warmup": self.warmup,
-            "repeat": self.repeat,
-            "rounds": self.rounds,
-            "rounds_done": self.rounds_done,
-            "time_budget": self.time_budget,
-            "seed": self.seed,
-            "timestamp": self.timestamp,
-            "wall_time": self.wall_time,
-            "call_overhead": None if self.call_overhead is None else self.call_overhead.to_dict(),
-            **dict(self.environment),
-            "warnings": list(self.warnings),
-        }
-        return {
-            "format": LATENCY_FORMAT,
-            "unit": "s",
-            "per_exit": list(self.per_exit),
-            "exit_names": list(self.exit_names),
-            "measurement": measurement,
-        }
-
-
-# ---------------------------------------------------------------------------
-# Machine description
-# ---------------------------------------------------------------------------
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
-
-
-def _cpus_available() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def _loadavg() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except (AttributeError, OSError):
-        return None
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-# ---------------------------------------------------------------------------
-# Model handling
-# ---------------------------------------------------------------------------
 
 
 def _import_onnx():
@@ -395,7 +280,7 @@ def _providers(ort, device: str) -> list[str]:
     return ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
-def _session(ort, sub_model, path: str, exit_name: str, providers, threads: int):
+def _session(ort, sub_model, path: str, what: str, providers, threads: int):
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -407,7 +292,7 @@ def _session(ort, sub_model, path: str, exit_name: str, providers, threads: int)
         session = ort.InferenceSession(sub_model.SerializeToString(), options, providers=providers)
     except Exception as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{path}: onnxruntime cannot load the graph up to {exit_name!r} ({message})") from None
+        raise InputError(f"{path}: onnxruntime cannot load {what} ({message})") from None
     if providers[0] == "CUDAExecutionProvider" and "CUDAExecutionProvider" not in session.get_providers():
         raise DeviceUnavailableError(
             "--device cuda: onnxruntime could not start the CUDA provider (CUDA or cuDNN "
@@ -417,14 +302,158 @@ def _session(ort, sub_model, path: str, exit_name: str, providers, threads: int)
 
 
 # ---------------------------------------------------------------------------
-# Profiling
+# Opening a model
 # ---------------------------------------------------------------------------
 
 
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+def open_onnx(
+    model_path: str | os.PathLike,
+    *,
+    outputs: Sequence[str] | None = None,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+    mode: str = "staged",
+    device: str = "cpu",
+    threads: int = 1,
+    confidence: str = "max_softmax",
+    thresholds=None,
+    seed: int = 0,
+) -> StagedModel:
+    """Load an ONNX early-exit model as a :class:`StagedModel`.
+
+    Parameters
+    ----------
+    model_path
+        ONNX model with one output per exit (or inner tensors named by ``outputs``).
+    outputs
+        Names of the exits' tensors in exit order; default: the graph's outputs in order.
+    input_shapes
+        Shapes for inputs with symbolic dimensions, ``{name: (1, 3, 32, 32)}``. Without
+        one, a symbolic first (batch) dimension is 1 and any other symbolic dimension is
+        an error.
+    mode
+        ``"staged"`` (default) or ``"prefix"`` (see the module's documentation).
+    device
+        ``"cpu"`` or ``"cuda"`` (needs onnxruntime-gpu).
+    threads
+        onnxruntime intra-op threads per session.
+    confidence
+        Confidence measure computed at each exit passed (staged mode).
+    thresholds
+        N-1 thresholds compared at the exits; default +inf (the comparison is made,
+        its outcome does not matter for ``run_to``).
+    seed
+        Seed of the random inputs.
+    """
+    path = os.fspath(model_path)
+    threads = check_int("threads", threads, 1)
+    seed = check_int("seed", seed, 0)
+    if device not in DEVICES:
+        raise InputError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    if mode not in MODES:
+        raise InputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    decide = numpy_decision(confidence)
+    onnx, ort = _import_onnx()
+    providers = _providers(ort, device)
+    model = _load_model(onnx, path)
+    specs = _resolve_inputs(onnx, model, path, dict(input_shapes or {}))
+    names, model = _select_outputs(onnx, model, path, outputs)
+    n_exits = len(names)
+    t = check_thresholds(thresholds, n_exits)
+    feed = _random_feed(specs, seed)
+    input_names = [s.name for s in specs]
+    batch = int(specs[0].shape[0]) if specs[0].shape else 1
+    inputs = tuple({"name": s.name, "shape": list(s.shape), "dtype": s.dtype} for s in specs)
+
+    if mode == "prefix":
+        subs = _prefix_models(onnx, model, path, input_names, names)
+        sessions = [_session(ort, sub, path, f"the graph up to {names[n]!r}", providers, threads)
+                    for n, sub in enumerate(subs)]
+        feeds = [{i.name: feed[i.name] for i in s.get_inputs()} for s in sessions]
+        fetches = [names[: n + 1] for n in range(n_exits)]
+        runs = [(s.run, fetches[n], feeds[n]) for n, s in enumerate(sessions)]
+
+        def run_to(n: int) -> None:
+            run, fetch, f = runs[n]
+            run(fetch, f)
+
+        method = f"onnxruntime, prefix sub-graphs (no checks between exits), batch {batch}"
+    else:
+        cuts = cut_stages(model, names, path)
+        subs = stage_models(onnx, model, path, cuts)
+        sessions = [_session(ort, sub, path, f"stage {k + 1} (up to {names[k]!r})", providers, threads)
+                    for k, sub in enumerate(subs)]
+        plan = [(s.run, [c.exit, *c.hands_on], c.inputs, [c.exit, *c.hands_on]) for s, c in zip(sessions, cuts)]
+        thresholds_list = [float(x) for x in t]
+        last = n_exits - 1
+
+        def run_to(n: int) -> None:
+            env = dict(feed)
+            for k, (run, fetch, reads, produced) in enumerate(plan):
+                values = run(fetch, {name: env[name] for name in reads})
+                env.update(zip(produced, values))
+                if k == n:
+                    return
+                if k < last:
+                    decide(values[0], thresholds_list[k])
+
+        method = (f"onnxruntime, {n_exits} stage sub-graphs run in sequence with each exit's "
+                  f"{confidence} checked, batch {batch}")
+
+    # a first inference to each exit: does the model run with these inputs, and do
+    # the exits give class scores?
+    for n in range(n_exits):
+        try:
+            if mode == "prefix":
+                outs = sessions[n].run(names[: n + 1], feeds[n])
+                out = outs[-1]
+            else:
+                out = _first_run(sessions, cuts, feed, n)
+        except Exception as exc:
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(
+                f"{path}: running the graph up to {names[n]!r} failed with inputs {describe_shapes(inputs)} "
+                f"({message})"
+            ) from None
+        check_exit_output(out, n, names[n], batch, path)
+    if mode == "staged":
+        run_to(n_exits - 1)  # the confidences compute on these outputs
+
+    overhead = None
+    try:
+        # the same call with (almost) no work in it, timed alongside the exits
+        baseline = _session(ort, _overhead_model(onnx, model), path, "call overhead", providers, threads)
+        baseline.run(None, feed)
+        overhead = lambda: baseline.run(None, feed)  # noqa: E731
+    except Exception:  # only a reference figure: a model it cannot mimic goes without
+        overhead = None
+
+    return StagedModel(
+        exit_names=tuple(names),
+        run_to=run_to,
+        batch=batch,
+        inputs=inputs,
+        mode=mode,
+        method=method,
+        device=device,
+        threads=threads,
+        confidence=confidence,
+        source={"path": path, "sha256": sha256_file(path)},
+        versions={"onnx_version": onnx.__version__, "onnxruntime_version": ort.__version__},
+        providers=tuple(sessions[-1].get_providers()),
+        overhead=overhead,
+    )
+
+
+def _first_run(sessions, cuts, feed, n):
+    env = dict(feed)
+    out = None
+    for k in range(n + 1):
+        cut = cuts[k]
+        produced = [cut.exit, *cut.hands_on]
+        values = sessions[k].run(produced, {name: env[name] for name in cut.inputs})
+        env.update(zip(produced, values))
+        out = values[0]
+    return out
 
 
 def profile_onnx(
@@ -432,8 +461,10 @@ def profile_onnx(
     *,
     outputs: Sequence[str] | None = None,
     input_shapes: Mapping[str, Sequence[int]] | None = None,
+    mode: str = "staged",
     device: str = "cpu",
     threads: int = 1,
+    confidence: str = "max_softmax",
     warmup: int = 20,
     repeat: int = 50,
     rounds: int = 20,
@@ -441,199 +472,15 @@ def profile_onnx(
     time_budget: float | None = None,
     progress: ProgressCallback | None = None,
 ) -> ProfileResult:
-    """Measure d_1..d_N, the latency of an inference that stops at each exit.
+    """Measure d_1..d_N of an ONNX model: :func:`open_onnx`, then ``profile_staged``.
 
-    Parameters
-    ----------
-    model_path
-        ONNX model with one output per exit.
-    outputs
-        Names of the exits' tensors in exit order; default: the graph's outputs in order.
-    input_shapes
-        Shapes for inputs with symbolic dimensions, ``{name: (1, 3, 32, 32)}``. Without
-        one, a symbolic first (batch) dimension is 1 and any other symbolic dimension is
-        an error.
-    device
-        ``"cpu"`` or ``"cuda"`` (needs onnxruntime-gpu).
-    threads
-        onnxruntime intra-op threads per session; 1 gives the steadiest numbers.
-    warmup
-        Untimed calls per exit before measuring.
-    repeat
-        Timed calls per exit in each round.
-    rounds
-        Rounds; each times every exit ``repeat`` times, exits in a shuffled order.
-    seed
-        Seed of the random inputs and of the order of the exits within rounds.
-    time_budget
-        If given, seconds of timed calls per exit after which no new round starts
-        (at least one round always runs).
-    progress
-        Called as ``progress(done, total)`` after the warm-up of each exit and after
-        each exit of each round.
-
-    Returns
-    -------
-    ProfileResult
-        Per-exit statistics (median = d_n) and how they were measured;
-        ``to_latency_dict()`` gives the latency JSON.
+    See ``eexit_cli.profiling.record.profile_staged`` for ``warmup``, ``repeat``,
+    ``rounds``, ``seed``, ``time_budget`` and ``progress``.
     """
-    path = os.fspath(model_path)
-    threads = _check_int("threads", threads, 1)
-    warmup = _check_int("warmup", warmup, 0)
-    repeat = _check_int("repeat", repeat, 1)
-    rounds = _check_int("rounds", rounds, 1)
-    seed = _check_int("seed", seed, 0)
-    if device not in DEVICES:
-        raise InputError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
-    if time_budget is not None and not (isinstance(time_budget, (int, float)) and time_budget > 0):
-        raise InputError(f"time budget must be a positive number of seconds, got {time_budget!r}")
-    input_shapes = dict(input_shapes or {})
-
-    onnx, ort = _import_onnx()
-    providers = _providers(ort, device)
-    model = _load_model(onnx, path)
-    specs = _resolve_inputs(onnx, model, path, input_shapes)
-    names, model = _select_outputs(onnx, model, path, outputs)
-    n_exits = len(names)
-    prefixes = _prefix_models(onnx, model, path, [s.name for s in specs], names)
-    sessions = [_session(ort, sub, path, names[n], providers, threads) for n, sub in enumerate(prefixes)]
-    del prefixes
-    feed = _random_feed(specs, seed)
-    feeds = []
-    for session in sessions:
-        wanted = {i.name for i in session.get_inputs()}
-        feeds.append({k: v for k, v in feed.items() if k in wanted})
-    fetches = [names[: n + 1] for n in range(n_exits)]
-    targets = [(sessions[n].run, fetches[n], feeds[n]) for n in range(n_exits)]
-    try:
-        # the same call with (almost) no work in it, timed alongside the exits
-        baseline = _session(ort, _overhead_model(onnx, model), path, "call overhead", providers, threads)
-        baseline.run(None, feed)
-        targets.append((baseline.run, None, feed))
-    except Exception:  # only a reference figure: a model it cannot mimic goes without
-        baseline = None
-
-    cpus = _cpus_available()
-    environment = {
-        "cpu_model": _cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "cpus_available": cpus,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "onnx_version": onnx.__version__,
-        "onnxruntime_version": ort.__version__,
-    }
-    timestamp = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    load_start = _loadavg()
-    started = time.perf_counter()
-
-    total = n_exits + rounds * n_exits
-    done = 0
-    for n, session in enumerate(sessions):
-        try:
-            session.run(fetches[n], feeds[n])  # a first call surfaces shape/type errors clearly
-        except Exception as exc:
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            shapes = ", ".join(f"{s.name}={'x'.join(map(str, s.shape))}" for s in specs)
-            raise InputError(
-                f"{path}: running the graph up to {names[n]!r} failed with inputs {shapes} ({message})"
-            ) from None
-        for _ in range(warmup):
-            session.run(fetches[n], feeds[n])
-        done += 1
-        if progress is not None:
-            progress(done, total)
-
-    if baseline is not None:
-        for _ in range(warmup):
-            baseline.run(None, feed)
-
-    order_rng = np.random.default_rng(seed + 1)
-    times: list[list[list[int]]] = [[] for _ in targets]
-    spent_ns = [0] * len(targets)
-    budget_ns = None if time_budget is None else int(time_budget * 1e9)
-    clock = time.perf_counter_ns
-    rounds_done = 0
-    gc_was_enabled = gc.isenabled()
-    gc.disable()  # a collection in the middle of a timed call is not the model's latency
-    try:
-        for _ in range(rounds):
-            for n in order_rng.permutation(len(targets)):
-                run, fetch, inputs = targets[n]
-                block = [0] * repeat
-                for i in range(repeat):
-                    t0 = clock()
-                    run(fetch, inputs)
-                    block[i] = clock() - t0
-                times[n].append(block)
-                spent_ns[n] += sum(block)
-                if n < n_exits:
-                    done += 1
-                    if progress is not None:
-                        progress(done, total)
-            rounds_done += 1
-            if budget_ns is not None and max(spent_ns[:n_exits]) >= budget_ns:
-                break
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    wall_time = time.perf_counter() - started
-    load_end = _loadavg()
-    if progress is not None and done != total:
-        progress(total, total)
-
-    exits = tuple(exit_timing(names[n], times[n]) for n in range(n_exits))
-    environment["loadavg_start"] = load_start
-    environment["loadavg_end"] = load_end
-    warnings = _warnings(exits, threads, cpus, load_start, rounds, rounds_done)
-    return ProfileResult(
-        exits=exits,
-        model_path=path,
-        model_sha256=_sha256(path),
-        inputs=tuple(specs),
-        device=device,
-        providers=tuple(sessions[-1].get_providers()),
-        threads=threads,
-        warmup=warmup,
-        repeat=repeat,
-        rounds=rounds,
-        rounds_done=rounds_done,
-        time_budget=None if time_budget is None else float(time_budget),
-        seed=seed,
-        timestamp=timestamp,
-        wall_time=wall_time,
-        call_overhead=None if baseline is None else exit_timing("call overhead", times[n_exits]),
-        environment=environment,
-        warnings=tuple(warnings),
-    )
-
-
-def _warnings(exits, threads, cpus, load_start, rounds, rounds_done) -> list[str]:
-    out = []
-    medians = [e.median for e in exits]
-    flat = [exits[i + 1].name for i in range(len(exits) - 1) if not medians[i + 1] > medians[i]]
-    if flat:
-        out.append(
-            "d_n does not increase with n at " + ", ".join(flat) + ": check that the exits are "
-            "given in order (--outputs), or the differences are within the noise"
-        )
-    noisy = [f"{e.name} ({100 * e.relative_iqr:.0f}%)" for e in exits if e.relative_iqr > SPREAD_WARNING]
-    if noisy:
-        out.append(
-            "large spread (IQR above 10% of the median) at " + ", ".join(noisy)
-            + ": the machine may be busy; use --threads 1, stop other work, or add --rounds"
-        )
-    if threads > cpus:
-        out.append(f"{threads} threads on {cpus} available CPUs: timings include waiting for a CPU")
-    if load_start is not None and load_start[0] + threads > cpus + 0.5:
-        out.append(
-            f"load average {load_start[0]:.2f} on {cpus} CPUs when measuring began: other work "
-            "competes for the CPUs and inflates the timings"
-        )
-    if rounds_done < rounds:
-        out.append(f"time budget reached: {rounds_done} of {rounds} rounds were run")
-    return out
+    model = open_onnx(model_path, outputs=outputs, input_shapes=input_shapes, mode=mode, device=device,
+                      threads=threads, confidence=confidence, seed=seed)
+    return profile_staged(model, warmup=warmup, repeat=repeat, rounds=rounds, seed=seed,
+                          time_budget=time_budget, progress=progress)
 
 
 def parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
@@ -656,9 +503,8 @@ def parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
 
 
 __all__ = [
-    "ExitTiming",
     "InputSpec",
-    "ProfileResult",
+    "open_onnx",
     "parse_shape",
     "profile_onnx",
 ]
