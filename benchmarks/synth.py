@@ -45,6 +45,6 @@ def make(n_exits: int, n_samples: int, seed: int = 0):
         scores[n] = (1 - w) * s_real[lo, pick] + w * s_real[hi, pick]
         correct[n] = np.where(v >= w, c_real[lo, pick], c_real[hi, pick])
         costs[n] = (1 - w) * d_real[lo] + w * d_real[hi]
-    scores += rng.normal(0.0, 1e-6, scores.shape)
-    np.clip(scores, 0.0, 1.0, out=scores)
+        scores[n] += rng.normal(0.0, 1e-6, n_samples)  # one row at a time: no (N, M) temporary
+        np.clip(scores[n], 0.0, 1.0, out=scores[n])
     return scores, correct, costs

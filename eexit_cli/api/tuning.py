@@ -304,6 +304,9 @@ def tune_outputs(outputs: ExitOutputs, latency: LatencyProfile, budgets: Sequenc
                 progress=None if progress is None else (lambda done, _total: progress(done0 + done)),
                 **params)
             for budget, res in zip(feasible, solved):
+                if isinstance(res, InfeasibleBudgetError):  # e.g. a tail budget it cannot meet
+                    skipped.append({"budget": budget, "reason": str(res)})
+                    continue
                 add_entry(budget, res, res.to_dict(), res.thresholds)
         budgets_loop = []
     else:

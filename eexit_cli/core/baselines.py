@@ -98,7 +98,7 @@ def geometric_exit_fractions(costs, budget: float) -> tuple[np.ndarray, float]:
 
 def _finish(hard: HardProblem, raw, info) -> BaselineResult:
     raw = np.asarray(raw, dtype=np.float64)
-    raw_state = hard.state(hard.index_of(raw))
+    raw_state = hard.evaluate(hard.index_of(raw))
     state, shift = hard.repair(raw)
     repaired = not hard.feasible(raw_state)
     final = hard.thresholds_of(state.index) if repaired else raw
@@ -179,7 +179,7 @@ def single(scores, correct, costs, budget: float, *, hard: HardProblem | None = 
     cands = HardProblem.candidates(u)
 
     def state(i):
-        return hard.state(hard.index_of(np.full(ne, cands[i])))
+        return hard.evaluate(hard.index_of(np.full(ne, cands[i])))
 
     lo, hi = 0, cands.size - 1
     if hard.feasible(state(hi)):

@@ -94,53 +94,54 @@ def get_measure(name: str) -> Measure:
         ) from None
 
 
-def confidence_from_logits(logits: np.ndarray, labels: np.ndarray, measure: str):
-    """Confidence and top-1 correctness straight from logits, without a log-softmax.
+def confidence_from_logits(logits: np.ndarray, measure: str, *, overwrite: bool = False):
+    """Confidence and top-1 class straight from logits, without a log-softmax.
 
     With ``z' = z - max z`` and ``S = sum exp(z')``: max softmax ``= 1 / S``;
     negative entropy ``= sum exp(z') z' / S - log S``; margin
     ``= (1 - exp(z'_2)) / S`` with ``z'_2`` the second largest.  The exponentials
-    are taken in the input's precision (float32 for float16/float32 logits) in
-    place, and the sums over classes accumulate in float64, so every score is
-    within about 1e-7 relative of the float64 value (the tail mass ``1 - p_max``
-    too, since the largest class contributes exactly 1 to ``S``).
+    are taken in the input's precision (float32 for float16/float32 logits,
+    float64 for float64 ones) and the sums over classes accumulate in float64,
+    so every score is within about 1e-7 relative of the float64 value (the tail
+    mass ``S - 1`` too, since the largest class contributes exactly 1 to ``S``).
 
     Parameters
     ----------
-    logits : ndarray, shape (N, B, C), floating point
-        Overwritten (it becomes ``exp(z')``).
-    labels : ndarray of int, shape (B,)
+    logits : ndarray, shape (..., C), floating point
     measure : str
         One of :data:`COMPUTED_MEASURES`.
+    overwrite : bool
+        Work in ``logits`` itself (it becomes ``exp(z')``) instead of a copy.
 
     Returns
     -------
-    scores : ndarray, shape (N, B), float64
-    correct : ndarray, shape (N, B), bool
+    scores : ndarray, shape (...), float64
+    top1 : ndarray of int, shape (...)
+        The predicted class (argmax of the logits).
     """
     if get_measure(measure).compute is None:
         raise ValueError(f"measure {measure!r} cannot be computed from class outputs")
-    z = logits
+    z = np.asarray(logits)
     if z.dtype not in (np.float32, np.float64):
         z = z.astype(np.float32)
-    correct = z.argmax(axis=-1) == np.asarray(labels)[None, :]
-    z -= z.max(axis=-1, keepdims=True)
-    second = None
-    if measure == "margin" and z.shape[-1] >= 2:
+    elif not overwrite:
+        z = z.copy()
+    top1 = z.argmax(axis=-1)
+    # the largest logit read at the argmax: one pass less than a separate max
+    z -= np.take_along_axis(z, top1[..., None], axis=-1)
+    if measure == "margin":
+        if z.shape[-1] < 2:
+            return np.ones(z.shape[:-1]), top1
         second = np.partition(z, -2, axis=-1)[..., -2].astype(np.float64)
+        np.exp(z, out=z)
+        return (1.0 - np.exp(second)) / z.sum(axis=-1, dtype=np.float64), top1
     if measure == "entropy":
         ez = np.exp(z)
         total = ez.sum(axis=-1, dtype=np.float64)
         ez *= z
-        scores = ez.sum(axis=-1, dtype=np.float64) / total - np.log(total)
-        return scores, correct
+        return ez.sum(axis=-1, dtype=np.float64) / total - np.log(total), top1
     np.exp(z, out=z)
-    total = z.sum(axis=-1, dtype=np.float64)
-    if measure == "max_softmax":
-        return 1.0 / total, correct
-    if second is None:
-        return np.ones(z.shape[:-1]), correct
-    return (1.0 - np.exp(second)) / total, correct
+    return 1.0 / z.sum(axis=-1, dtype=np.float64), top1
 
 
 def confidence_and_correct(logp: np.ndarray, labels: np.ndarray, measure: str):

@@ -215,6 +215,7 @@ class HardProblem:
         self._exit_dtype = np.int8 if n <= 127 else np.int16
         self._exit = None  # exits of the current state
         self._exit_owner = None
+        self._current = None
         self._serial = 0
         self.evaluations = 0
         self.moves = 0
@@ -315,7 +316,16 @@ class HardProblem:
         hits, counts = self._summarise(ex)
         st = self._make(index, hits, counts)
         self._exit, self._exit_owner = ex, st._cache["serial"]
+        self._current = st
         return st
+
+    def evaluate(self, index) -> HardState:
+        """Exact outcome of candidate indices, as :meth:`state`, updated from the
+        current state when there is one (a move) instead of from scratch."""
+        cur = self._current
+        if cur is not None and self._exit_owner == cur._cache["serial"]:
+            return self.move(cur, index)
+        return self.state(index)
 
     def feasible(self, st: HardState) -> bool:
         """Every row within its bound (and ``hits >= min_hits``), exactly."""
@@ -329,6 +339,7 @@ class HardProblem:
             self.evaluations += 1
             self._exit = self.exits(st.index)
             self._exit_owner = st._cache["serial"]
+            self._current = st
         return self._exit
 
     def _band(self, n: int, lo: int, hi: int) -> np.ndarray:
@@ -358,10 +369,17 @@ class HardProblem:
         at some changed exit can change; their exits are recomputed from there.
         The result becomes the current state.
         """
+        new, delta = self._try(st, new_index)
+        if delta is not None:
+            self._commit(new, delta)
+        return new
+
+    def _try(self, st: HardState, new_index):
+        """Outcome of ``new_index`` from ``st`` and the exits that change; ``st`` stays current."""
         new_index = np.asarray(new_index, dtype=np.intp)
         changed = np.flatnonzero(new_index != st.index)
         if changed.size == 0:
-            return st
+            return st, None
         ex = self._load(st)
         self.moves += 1
         p = int(changed[0])
@@ -369,7 +387,15 @@ class HardProblem:
         for n in changed:
             lo, hi = sorted((int(st.index[n]), int(new_index[n])))
             parts.append(self._band(n, lo, hi))
-        sub = parts[0] if len(parts) == 1 else np.unique(np.concatenate(parts))
+        if len(parts) == 1:
+            sub = parts[0]
+        elif sum(b.size for b in parts) * 16 < self.n_samples:
+            sub = np.unique(np.concatenate(parts))
+        else:  # large bands: marking is O(M), sorting them would cost more
+            mark = np.zeros(self.n_samples, dtype=bool)
+            for b in parts:
+                mark[b] = True
+            sub = np.flatnonzero(mark)
         sub = sub[ex[sub] >= p]
         old_e = ex[sub]
         new_e = self._next_after(p - 1, sub, new_index)
@@ -378,10 +404,13 @@ class HardProblem:
         cf = self._corr_flat
         hits = st.hits + int(np.count_nonzero(cf[new_e.astype(np.int64) * self.n_samples + sub])) \
             - int(np.count_nonzero(cf[old_e.astype(np.int64) * self.n_samples + sub]))
-        new = self._make(new_index, hits, counts)
-        ex[sub] = new_e
+        return self._make(new_index, hits, counts), (sub, new_e)
+
+    def _commit(self, new: HardState, delta) -> None:
+        sub, new_e = delta
+        self._exit[sub] = new_e
         self._exit_owner = new._cache["serial"]
-        return new
+        self._current = new
 
     # ------------------------------------------------------------------ repair
     def repair(self, thresholds) -> tuple[HardState, float]:
@@ -394,7 +423,7 @@ class HardProblem:
         which case every sample is sent to the exit cheapest in row 0.
         """
         t = np.asarray(thresholds, dtype=np.float64)
-        st = self.state(self.index_of(t))
+        st = self.evaluate(self.index_of(t))
         if self.feasible(st):
             return st, 0.0
         bottom = min(float(v[0]) for v in self._values)
@@ -493,8 +522,9 @@ class HardProblem:
                 return st
             cand = cand[sc == top]
             f = int(cand[0] if order is None or cand.size == 1 else cand[np.argmin(order(cand))])
-            new = self.move(st, make_index(f))
-            if new is not st and self.feasible(new) and new.key() > st.key():
+            new, delta = self._try(st, make_index(f))
+            if delta is not None and self.feasible(new) and new.key() > st.key():
+                self._commit(new, delta)
                 return new
             pm[f] = -np.inf  # fixed-point rounding made it look better than it is
         return st
@@ -547,8 +577,9 @@ class HardProblem:
 
         All of them when there are at most ``exhaustive``; otherwise a window of
         ``local`` on each side of ``cur``, both ends and ``coarse`` quantiles of
-        ``ranks`` (the ranks at ``n`` of the samples that reach it), each with
-        the candidate just below.  ``coarse = 0``: the window alone.
+        ``ranks`` (the ranks at ``n`` of the samples that reach it; of a strided
+        subset of 8,192 of them when there are more), each with the candidate
+        just below.  ``coarse = 0``: the window alone.
         """
         size = self.n_candidates(n)
         if size <= exhaustive:
@@ -561,14 +592,13 @@ class HardProblem:
         if ranks.size > 0 and coarse > 0:
             levels = np.ceil(np.linspace(0.0, ranks.size, coarse))
             levels = levels[levels > 0]
-            if ranks.size * 8 < size:
-                # few samples reach the exit: select among them, not over all ranks
-                pos = np.unique(levels.astype(np.intp) - 1)
-                q = np.partition(ranks, pos)[pos].astype(np.intp)
-            else:
-                # the smallest r with cdf(r) >= level is the rank of the ceil(level)-th sample
-                cdf = np.cumsum(np.bincount(ranks, minlength=size))
-                q = np.searchsorted(cdf, levels, side="left").astype(np.intp)
+            # quantiles only place grid points: those of an evenly strided subset of
+            # at most 8,192 samples serve as well, at a fraction of the cost
+            stride = -(-ranks.size // 8192)
+            pick = ranks[::stride] if stride > 1 else ranks
+            pos = np.unique(np.ceil(levels * (pick.size / ranks.size)).astype(np.intp) - 1)
+            pos = pos[(pos >= 0) & (pos < pick.size)]
+            q = np.partition(pick, pos)[pos].astype(np.intp)
             np.minimum(q, size - 1, out=q)
             parts += [q, np.maximum(q - 1, 0)]
         return np.unique(np.concatenate(parts))
@@ -694,8 +724,10 @@ class HardProblem:
         ki, kj = gi.size, gj.size
         band_i = self._band(i, int(gi[0]), int(gi[-1]))
         band_j = self._band(j, int(gj[0]), int(gj[-1]))
-        band_j = band_j[self._ranks[i, band_j] <= gi[-1]]  # the others always leave at i
-        sub = np.unique(np.concatenate([band_i, band_j]))
+        # those ranked inside the window at i are in band_i already; those above it
+        # always leave at i
+        band_j = band_j[self._ranks[i, band_j] <= gi[0]]
+        sub = np.concatenate([band_i, band_j])
         sub = sub[ex[sub] >= i]
         if sub.size == 0:
             return st
@@ -749,16 +781,17 @@ class HardProblem:
         any improvement there sends it back to the first.  No ``levels``: single
         sweeps only.
 
-        Pruning, none of which changes when the search stops: a pair is not
-        swept again while the state is unchanged since its last sweep, and
-        neither is a single threshold.  After a round that improved, the next
-        round skips the pairs that found nothing since the last change of any
-        threshold from ``i`` to ``j``; a round that improves nothing with pairs
-        skipped is followed by one that sweeps them all, so that the search only
-        ends (or moves to the next level) once no pair of the level improves the
-        final state.  A state that ends a polish stuck remembers it: polishing
-        it again with more levels (same pairs) starts at the first new level.
-        Every accepted state is feasible.
+        Pruning: a pair is not swept again while the state is unchanged since
+        its last sweep, and neither is a single threshold.  Once a level has had
+        one round over every pair, its later rounds skip the pairs that found
+        nothing there since the last change of any threshold from ``i`` to ``j``
+        (moves elsewhere rarely open a move for them).  On the first level a
+        round that improves nothing with pairs skipped is followed by one that
+        sweeps them all, so the search leaves the first level only when no pair
+        of it improves the state; the finer levels, whose sweeps read every
+        sample reaching ``i``, trust the skips.  A state that ends a polish
+        stuck remembers it: polishing it again with more levels (same pairs)
+        starts at the first new level.  Every accepted state is feasible.
 
         Returns the final state and the number of rounds run.
         """
@@ -786,19 +819,21 @@ class HardProblem:
         checked_one: dict = {}
         tick = 0
         touched = np.zeros(ne, dtype=np.int64)  # tick of each threshold's last change
-        failed: dict = {}  # pair -> tick of its last sweep that found nothing
+        failed: dict = {}  # (level, pair) -> tick of its last sweep there that found nothing
+        failed_one: dict = {}  # exit -> tick of its last single sweep that found nothing
+        full_round = [False] * len(levels)  # a round without skipping ran at the level
         prune = False
         while rounds < max_rounds:
             rounds += 1
             start = st.key()
-            if not skip_ones:
-                new = self._singles(st, checked_one, max_rounds)
-                if new is not st:
-                    tick += 1
-                    touched[new.index != st.index] = tick
-                st = new
-            skip_ones = False
             local, coarse = levels[level]
+            prune_now = prune and full_round[level]
+            if not skip_ones:
+                box = [tick]
+                st = self._singles(st, checked_one, max_rounds, failed_one, touched, box,
+                                   prune=prune_now)
+                tick = box[0]
+            skip_ones = False
             skipped = 0
             for i, js in by_i.items():
                 prep = None
@@ -806,7 +841,7 @@ class HardProblem:
                     tag = (st._cache["serial"], level)
                     if checked.get((i, j)) == tag:
                         continue
-                    if prune and failed.get((i, j), -1) >= touched[i:j + 1].max():
+                    if prune_now and failed.get((level, i, j), -1) >= touched[i:j + 1].max():
                         skipped += 1
                         continue
                     if coarse > 0 and (prep is None or prep["serial"] != st._cache["serial"]):
@@ -816,32 +851,47 @@ class HardProblem:
                                           exhaustive=exhaustive, prep=prep)
                     if new is st:
                         checked[(i, j)] = tag
-                        failed[(i, j)] = tick
+                        failed[(level, i, j)] = tick
                     else:
                         tick += 1
                         touched[new.index != st.index] = tick
                     st = new
+            if not prune_now:
+                full_round[level] = True
             if st.key() > start:
                 level, prune = 0, True
-            elif skipped:
-                prune = False  # sweep every pair before concluding
+            elif skipped and level == 0:
+                prune = False  # the cheap level sweeps every pair before concluding
             elif level + 1 < len(levels):
                 level += 1
+                prune = True
             else:
                 st._cache["stuck"] = (levels, setting)
                 break
         return st, rounds
 
-    def _singles(self, st, checked_one, max_rounds):
+    def _singles(self, st, checked_one, max_rounds, failed=None, touched=None, tick=None,
+                 prune=False):
+        """Single sweeps until none improves.  ``failed``/``touched``/``tick`` record
+        when each exit's sweep last found nothing and when each threshold last
+        changed; with ``prune``, an exit whose sweep found nothing since its own
+        threshold last changed is skipped."""
         for _ in range(max_rounds):
             before = st.key()
             for n in range(self.n_exits - 1):
                 serial = st._cache["serial"]
                 if checked_one.get(n) == serial:
                     continue
+                if prune and failed.get(n, -1) >= touched[n]:
+                    continue
                 new = self.sweep_one(st, n)
                 if new is st:
                     checked_one[n] = serial
+                    if failed is not None:
+                        failed[n] = tick[0]
+                elif touched is not None:
+                    tick[0] += 1
+                    touched[new.index != st.index] = tick[0]
                 st = new
             if not st.key() > before:
                 break

@@ -15,6 +15,7 @@ import os
 
 import numpy as np
 
+from ..errors import InfeasibleBudgetError
 from .tuner import TuneResult, tune
 
 __all__ = ["available_cores", "tune_frontier"]
@@ -35,9 +36,14 @@ def _run(budgets, kwargs, progress=None):
     out = []
     prev = None
     for b in budgets:
-        r = tune(_SHARED["scores"], _SHARED["correct"], _SHARED["costs"], b, init=prev, **kwargs)
-        prev = r.thresholds
-        out.append(r)
+        try:
+            r = tune(_SHARED["scores"], _SHARED["correct"], _SHARED["costs"], b, init=prev, **kwargs)
+        except InfeasibleBudgetError as exc:
+            out.append(exc)  # the next budget starts afresh
+            prev = None
+        else:
+            prev = r.thresholds
+            out.append(r)
         if progress is not None:
             progress()
     return out
@@ -61,7 +67,8 @@ def tune_frontier(scores, correct, costs, budgets, *, jobs: int = 1, progress=No
 
     Returns
     -------
-    list of TuneResult, in the order of ``budgets``.
+    list of TuneResult, in the order of ``budgets``; a budget that cannot be met has
+    its :class:`~eexit_cli.errors.InfeasibleBudgetError` in its place.
     """
     budgets = [float(b) for b in budgets]
     if any(b2 < b1 for b1, b2 in zip(budgets, budgets[1:])):

@@ -10,7 +10,11 @@ compute the same confidences:
 - :func:`check_finite` and :func:`check_class_block` refuse NaN/Inf and
   probabilities outside [0, 1] or not summing to 1;
 - :func:`log_probs` gives float64 log class probabilities from logits (stable
-  log-softmax) or from probabilities (renormalised rows).
+  log-softmax) or from probabilities (renormalised rows);
+- :func:`class_confidence` gives the confidence and the top-1 class of every
+  sample: from logits without a log-softmax (float32 exponentials for float16/32
+  logits, :func:`~eexit_cli.core.confidence.confidence_from_logits`), from
+  probabilities through :func:`log_probs`.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import sys
 
 import numpy as np
 
-from .confidence import log_softmax
+from .confidence import confidence_from_logits, get_measure, log_softmax
 
 #: Output kinds a class-output array can hold.
 CLASS_KINDS = ("logits", "probs")
@@ -91,7 +95,9 @@ def check_class_block(block: np.ndarray, kind: str, what: str, *, logits_name: s
     probabilities that are not probabilities; ``offset`` is the index of the
     block's first sample in the split. Raises ``ValueError``.
     """
-    check_finite(block, what, offset, sample_axis=block.ndim - 2 if block.ndim >= 2 else None)
+    # min and max propagate NaN and reach any infinity: no boolean block in the usual case
+    if block.size == 0 or not (np.isfinite(block.min()) and np.isfinite(block.max())):
+        check_finite(block, what, offset, sample_axis=block.ndim - 2 if block.ndim >= 2 else None)
     if kind == "logits":
         return
     if kind != "probs":
@@ -124,3 +130,18 @@ def log_probs(block: np.ndarray, kind: str) -> np.ndarray:
         with np.errstate(divide="ignore"):
             return np.log(block / block.sum(axis=-1, keepdims=True))
     raise ValueError(f"kind must be one of {', '.join(CLASS_KINDS)}, got {kind!r}")
+
+
+def class_confidence(block: np.ndarray, kind: str, measure: str, *, overwrite: bool = False):
+    """Confidence (float64) and top-1 class of every sample of a block (..., C) of class outputs.
+
+    The one computation the reader, ``evaluate`` and the serving policy share, so
+    that they agree to the last bit.  ``overwrite`` lets logits be worked on in place.
+    """
+    if kind == "logits":
+        return confidence_from_logits(block, measure, overwrite=overwrite)
+    logp = log_probs(block, kind)
+    m = get_measure(measure)
+    if m.compute is None:
+        raise ValueError(f"measure {measure!r} cannot be computed from class outputs")
+    return m.compute(logp), logp.argmax(axis=-1)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .confidence import COMPUTED_MEASURES, get_measure
-from .outputs import CLASS_KINDS, as_array, check_class_block, check_finite, is_tensor, log_probs
+from .confidence import COMPUTED_MEASURES
+from .outputs import CLASS_KINDS, as_array, check_class_block, check_finite, class_confidence, is_tensor
 from .replay import exit_indices
 
 OUTPUT_KINDS = CLASS_KINDS + ("scores",)
@@ -110,13 +110,14 @@ class ExitPolicy:
             raise ValueError(f"n must be a 0-based exit index in [0, {self.n_exits}), got {n}")
         return n
 
-    def _log_probs(self, x: np.ndarray, name: str) -> np.ndarray:
+    def _confidence(self, x: np.ndarray, name: str):
+        """Confidence and top-1 class, as the reader computes them (``class_confidence``)."""
         if x.ndim < 1 or x.shape[-1] < 2:
             raise ValueError(f"{name} must have the classes on its last axis (..., C) with C >= 2, got shape {x.shape}")
         if x.dtype.kind not in "fiu":
             raise TypeError(f"{name} must hold numbers, got dtype {x.dtype}")
         check_class_block(x, self.outputs, name, logits_name="logits (outputs='logits')")
-        return log_probs(x, self.outputs)
+        return class_confidence(x, self.outputs, self.confidence)
 
     def scores(self, exit_output, name: str = "exit_output") -> np.ndarray:
         """The confidence of every sample in a batch of one exit's outputs, float64, shape (...).
@@ -129,7 +130,7 @@ class ExitPolicy:
             x = np.asarray(x, dtype=np.float64)
             check_finite(x, name)
             return x
-        return get_measure(self.confidence).compute(self._log_probs(x, name))
+        return self._confidence(x, name)[0]
 
     def should_exit(self, n, exit_output):
         """Whether each sample of a batch leaves at exit ``n`` (0-based), given that exit's outputs.
@@ -162,13 +163,13 @@ class ExitPolicy:
     def predict(self, exit_output):
         """The predicted class (argmax of the class distribution) of each sample, shape (...).
 
-        The class ``evaluate`` scores: the argmax of the float64 log-probabilities the
-        confidence is computed from. A tensor in gives an int64 tensor on its device.
+        The class ``evaluate`` scores: the argmax of the class outputs the confidence
+        is computed from. A tensor in gives an int64 tensor on its device.
         """
         if self.outputs == "scores":
             raise ValueError("predict needs class outputs; this policy receives scores (outputs='scores')")
         x = as_array(exit_output, "exit_output")
-        pred = self._log_probs(x, "exit_output").argmax(axis=-1)
+        pred = self._confidence(x, "exit_output")[1]
         if is_tensor(exit_output):
             import torch
 
@@ -213,11 +214,10 @@ class ExitPolicy:
             if scores.ndim != 2:
                 raise ValueError(f"exit_outputs: each exit's scores must have shape (B,), got {scores.shape[1:]}")
             return exit_indices(scores, self.thresholds), None
-        logp = [self._log_probs(p, f"exit_outputs[{i}]") for i, p in enumerate(parts)]
-        if logp[0].ndim != 2:
-            raise ValueError(f"exit_outputs: each exit's outputs must have shape (B, C), got {logp[0].shape}")
-        measure = get_measure(self.confidence)
-        scores = np.stack([measure.compute(lp) for lp in logp])
+        if parts[0].ndim != 2:
+            raise ValueError(f"exit_outputs: each exit's outputs must have shape (B, C), got {parts[0].shape}")
+        conf = [self._confidence(p, f"exit_outputs[{i}]") for i, p in enumerate(parts)]
+        scores = np.stack([sc for sc, _ in conf])
         idx = exit_indices(scores, self.thresholds)
-        preds = np.stack([lp.argmax(axis=-1) for lp in logp])
+        preds = np.stack([top for _, top in conf])
         return idx, preds[idx, np.arange(idx.size)]

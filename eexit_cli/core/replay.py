@@ -7,7 +7,7 @@ early exit is answered by the last exit ``N``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -18,8 +18,6 @@ class ReplayResult:
 
     Attributes
     ----------
-    exit_index : ndarray of int, shape (M,)
-        0-based exit at which each sample leaves.
     accuracy : float
         Fraction of samples answered correctly by the exit they leave at.
     mean_latency : float
@@ -28,17 +26,25 @@ class ReplayResult:
         Fraction of samples leaving at each exit.
     exit_accuracy : ndarray, shape (N,)
         Accuracy of the samples leaving at each exit (NaN where none leave).
+    n_samples : int
+    exit_index : ndarray of int, shape (M,)
+        0-based exit at which each sample leaves (computed on first use).
     """
 
-    exit_index: np.ndarray
     accuracy: float
     mean_latency: float
     fraction: np.ndarray
     exit_accuracy: np.ndarray
+    n_samples: int
+    _scores: np.ndarray = field(repr=False, compare=False, default=None)
+    _thresholds: np.ndarray = field(repr=False, compare=False, default=None)
+    _cache: dict = field(repr=False, compare=False, default_factory=dict)
 
     @property
-    def n_samples(self) -> int:
-        return int(self.exit_index.shape[0])
+    def exit_index(self) -> np.ndarray:
+        if "exit_index" not in self._cache:
+            self._cache["exit_index"] = exit_indices(self._scores, self._thresholds)
+        return self._cache["exit_index"]
 
     def per_exit(self) -> list[dict]:
         """Per-exit fractions and accuracies as JSON-ready dicts (NaN -> None)."""
@@ -71,9 +77,10 @@ def check_problem(scores, correct, costs=None):
         raise ValueError("scores has no samples")
     if correct.shape != scores.shape:
         raise ValueError(f"correct has shape {correct.shape}, expected {scores.shape} like scores")
-    # min and max propagate NaN and reach any infinity: two fast reductions
-    # instead of a full boolean array
-    if not (np.isfinite(scores.min()) and np.isfinite(scores.max())):
+    # a sum propagates NaN and infinities: one fast pass and no boolean array;
+    # only when it is not finite (NaN, inf, or the overflow of huge but finite
+    # scores) is every score looked at
+    if not np.isfinite(scores.sum()) and not np.all(np.isfinite(scores)):
         raise ValueError("scores contains NaN or Inf")
     correct = correct.astype(bool, copy=False)
     if costs is None:
@@ -81,9 +88,19 @@ def check_problem(scores, correct, costs=None):
     costs = np.asarray(costs, dtype=np.float64)
     if costs.shape != (n_exits,):
         raise ValueError(f"costs must have one entry per exit ({n_exits}), got shape {costs.shape}")
-    if not np.all(np.isfinite(costs)) or np.any(costs <= 0):
+    if not (costs.min() > 0 and np.isfinite(costs.sum())):  # NaN fails both
         raise ValueError("costs must be positive and finite")
     return scores, correct, costs
+
+
+def _check_thresholds(thresholds: np.ndarray, n_exits: int) -> None:
+    if thresholds.shape != (n_exits - 1,):
+        raise ValueError(
+            f"thresholds must have N-1 = {n_exits - 1} entries, got shape {thresholds.shape}"
+        )
+    if np.any(np.isnan(thresholds)):
+        # a NaN compares False, which would silently mean "never exit here"
+        raise ValueError("thresholds contains NaN (use +inf for an exit that is never taken)")
 
 
 def exit_indices(scores: np.ndarray, thresholds) -> np.ndarray:
@@ -96,13 +113,7 @@ def exit_indices(scores: np.ndarray, thresholds) -> np.ndarray:
     scores = np.asarray(scores)
     thresholds = np.asarray(thresholds, dtype=np.float64)
     n_exits, n_samples = scores.shape
-    if thresholds.shape != (n_exits - 1,):
-        raise ValueError(
-            f"thresholds must have N-1 = {n_exits - 1} entries, got shape {thresholds.shape}"
-        )
-    if np.any(np.isnan(thresholds)):
-        # a NaN compares False, which would silently mean "never exit here"
-        raise ValueError("thresholds contains NaN (use +inf for an exit that is never taken)")
+    _check_thresholds(thresholds, n_exits)
     out = np.full(n_samples, n_exits - 1, dtype=np.intp)
     leaves = np.empty(n_samples, dtype=bool)
     for n in range(n_exits - 2, -1, -1):
@@ -131,17 +142,34 @@ def replay(scores, correct, thresholds, costs) -> ReplayResult:
     """
     scores, correct, costs = check_problem(scores, correct, costs)
     n_exits, n_samples = scores.shape
-    idx = exit_indices(scores, thresholds)
-    counts = np.bincount(idx, minlength=n_exits)
-    right = correct.reshape(-1)[idx * n_samples + np.arange(n_samples)]
-    hits = np.bincount(idx[right], minlength=n_exits)
+    thresholds = np.asarray(thresholds, dtype=np.float64)
+    _check_thresholds(thresholds, n_exits)
+    # one pass per exit over boolean masks of the samples still undecided: the
+    # statistics need counts only, the exit of every sample is made on demand
+    counts = np.empty(n_exits, dtype=np.int64)
+    hits = np.empty(n_exits, dtype=np.int64)
+    alive = np.ones(n_samples, dtype=bool)
+    leave = np.empty(n_samples, dtype=bool)
+    right = np.empty(n_samples, dtype=bool)
+    for n in range(n_exits - 1):
+        np.greater(scores[n], thresholds[n], out=leave)
+        leave &= alive
+        counts[n] = np.count_nonzero(leave)
+        np.logical_and(leave, correct[n], out=right)
+        hits[n] = np.count_nonzero(right)
+        alive ^= leave
+    counts[-1] = np.count_nonzero(alive)
+    np.logical_and(alive, correct[-1], out=right)
+    hits[-1] = np.count_nonzero(right)
     fraction = counts / n_samples
-    with np.errstate(invalid="ignore", divide="ignore"):
-        exit_acc = np.where(counts > 0, hits / np.maximum(counts, 1), np.nan)
+    exit_acc = np.full(n_exits, np.nan)
+    np.divide(hits, counts, out=exit_acc, where=counts > 0)
     return ReplayResult(
-        exit_index=idx,
         accuracy=float(hits.sum() / n_samples),
         mean_latency=float(fraction @ costs),
         fraction=fraction,
         exit_accuracy=exit_acc,
+        n_samples=n_samples,
+        _scores=scores,
+        _thresholds=thresholds.copy(),
     )

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from eexit_cli.core.confidence import COMPUTED_MEASURES, confidence_and_correct, get_measure
-from eexit_cli.core.outputs import PROB_SUM_TOL, check_class_block, check_finite, log_probs
+from eexit_cli.core.confidence import COMPUTED_MEASURES, get_measure
+from eexit_cli.core.outputs import PROB_SUM_TOL, check_class_block, check_finite, class_confidence
 from eexit_cli.errors import InputError
 
 FORMAT = "eexit.exits/v1"
@@ -457,10 +457,10 @@ def _read_class_outputs(src, variant, confidence, chunk_bytes, ignore_index, red
     if reduce:
         scores = np.empty((n, mk), dtype=np.float64)
         correct = np.empty((n, mk), dtype=bool)
-    # blocks are read in their own precision (float16 widened to float32) and turned into
-    # float64 log-probabilities one block at a time
+    # logits stay in their own precision (float16 is widened to float32); probs,
+    # which need a renormalisation and a logarithm, are worked on in float64
     work = np.float64 if variant == "probs" or ds.dtype == np.float64 else np.float32
-    step = max(1, int(chunk_bytes // max(1, n * c * 8)))
+    step = max(1, int(chunk_bytes // max(1, n * c * np.dtype(work).itemsize)))
     done = 0  # kept samples processed
     for start in range(0, m, step):
         stop = min(m, start + step)
@@ -494,9 +494,8 @@ def _read_class_outputs(src, variant, confidence, chunk_bytes, ignore_index, red
                    logits_name=src.ref("logits"), offset=offset + start)
         if not reduce or block.shape[1] == 0:
             continue
-        # the same float64 log-probabilities as ExitPolicy computes at serving time, so
-        # that thresholds equal to a sample's confidence decide alike in both
-        sc, co = confidence_and_correct(log_probs(block, variant), block_labels, measure)
+        sc, top1 = class_confidence(block, variant, measure, overwrite=True)
+        co = top1 == block_labels[None, :]
         b = block.shape[1]
         scores[:, done:done + b] = sc
         correct[:, done:done + b] = co
