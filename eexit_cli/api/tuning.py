@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from eexit_cli.core.latency import parse_budget, parse_fraction, parse_level
-from eexit_cli.core.replay import replay
+from eexit_cli.core.replay import replay_checked
 from eexit_cli.errors import InfeasibleBudgetError, InputError
 from eexit_cli.io.agreement import check_exit_names
 from eexit_cli.io.exits import ExitOutputs, read_exits
@@ -261,7 +261,8 @@ def tune_outputs(outputs: ExitOutputs, latency: LatencyProfile, budgets: Sequenc
     entries, results, skipped = [], [], []
 
     def add_entry(budget, res, tuning, thresholds):
-        hard = replay(outputs.scores, outputs.correct, thresholds, latency.per_exit)
+        # the tuner checked these arrays before it returned the thresholds
+        hard = replay_checked(outputs.scores, outputs.correct, thresholds, latency.per_exit)
         tuning["split"] = split
         tuning["samples"] = outputs.n_samples
         tuning["accuracy"] = hard.accuracy

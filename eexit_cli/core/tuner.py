@@ -43,7 +43,7 @@ from .baselines import single as _single
 from .exact import HardProblem, HardState
 from .ippp import ippp as _ippp
 from .ippp import warm_start as _warm_start
-from .replay import check_problem, exit_indices, replay
+from .replay import check_problem, exit_indices, replay_checked
 from .smooth import SmoothProblem
 from .tail import TailBudget, constraint_rows
 
@@ -579,7 +579,7 @@ def _stage(hard: HardProblem, thresholds, smooth, **extra) -> dict:
 
 def _result(thresholds, method, budget, scores, correct, costs, smooth, converged, status,
             notes, iterations, gevals, t_start, params, stages, warnings, tails=()) -> TuneResult:
-    rep = replay(scores, correct, thresholds, costs)
+    rep = replay_checked(scores, correct, thresholds, costs)  # checked where tune() began
     if budget is not None and rep.mean_latency > budget:  # pragma: no cover - guarded by the exact machinery
         raise RuntimeError("internal error: tuned thresholds exceed the budget")
     lat = costs[rep.exit_index]
