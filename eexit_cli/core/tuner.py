@@ -61,6 +61,10 @@ DEFAULT_BETA = 100.0
 #: does not grow with M), then the window plus 96 quantiles of the samples reaching
 #: each exit (every such sample is read).
 _POLISH_LEVELS = ((32, 0), (32, 96))
+#: Polish starts go best first; a start whose objective trails the best polished one
+#: by more than this many times the largest gain any start made on the cheap level is
+#: not polished (it would have to gain more than twice what any start gained).
+_START_MARGIN = 2.0
 #: Outer-step size below which Algorithm 1 stops early (normalised score units).
 DEFAULT_TOL = 1e-3
 #: Algorithm 1 also stops once fewer than this share of the samples change exit
@@ -511,18 +515,23 @@ def tune(scores, correct, costs, budget=None, *, tail=None, method: str = "ippp"
         starts["heuristic"] = hard.evaluate(hard.index_of(h.thresholds))
         if init_arr is not None:
             starts["init"] = hard.repair(init_arr)[0]
-        # every start gets the cheap level; only the best goes on to the finer grids
+        # the starts get the cheap level, best first, except those too far behind to
+        # catch up (_START_MARGIN); only the best goes on to the finer grids
         best_name, best, rounds_total, seen = None, None, 0, set()
         sweeps0 = hard.pair_sweeps
-        for name, st in starts.items():
+        gain = 0.0  # the largest gain of the objective a start made on the cheap level
+        for name, st in sorted(starts.items(), key=lambda kv: kv[1].key(), reverse=True):
             if not hard.feasible(st):
                 continue
             sig = tuple(int(x) for x in st.index)
             if sig in seen:
                 continue
             seen.add(sig)
+            if best is not None and best.key()[0] - st.key()[0] > _START_MARGIN * gain:
+                continue
             out, rounds = hard.polish(st, levels=_POLISH_LEVELS[:1])
             rounds_total += rounds
+            gain = max(gain, out.key()[0] - st.key()[0])
             if best is None or out.key() > best.key():
                 best_name, best = name, out
         if best is not None:
