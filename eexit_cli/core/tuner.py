@@ -520,6 +520,7 @@ def tune(scores, correct, costs, budget=None, *, tail=None, method: str = "ippp"
         best_name, best, rounds_total, seen = None, None, 0, set()
         sweeps0 = hard.pair_sweeps
         gain = 0.0  # the largest gain of the objective a start made on the cheap level
+        rank = {name: r for r, name in enumerate(starts)}
         for name, st in sorted(starts.items(), key=lambda kv: kv[1].key(), reverse=True):
             if not hard.feasible(st):
                 continue
@@ -532,7 +533,8 @@ def tune(scores, correct, costs, budget=None, *, tail=None, method: str = "ippp"
             out, rounds = hard.polish(st, levels=_POLISH_LEVELS[:1])
             rounds_total += rounds
             gain = max(gain, out.key()[0] - st.key()[0])
-            if best is None or out.key() > best.key():
+            # equal results: the start listed first wins (the iPPP result before the others)
+            if best is None or (out.key(), -rank[name]) > (best.key(), -rank[best_name]):
                 best_name, best = name, out
         if best is not None:
             best, rounds = hard.polish(best, levels=_POLISH_LEVELS)
