@@ -262,7 +262,8 @@ def tune_outputs(outputs: ExitOutputs, latency: LatencyProfile, budgets: Sequenc
 
     def add_entry(budget, res, tuning, thresholds):
         # the tuner checked these arrays before it returned the thresholds
-        hard = replay_checked(outputs.scores, outputs.correct, thresholds, latency.per_exit)
+        hard = replay_checked(outputs.scores, outputs.correct, thresholds,
+                              np.asarray(latency.per_exit, dtype=np.float64))
         tuning["split"] = split
         tuning["samples"] = outputs.n_samples
         tuning["accuracy"] = hard.accuracy
