@@ -8,7 +8,8 @@ with the defaults by this tree's ``tune`` and by the ``--baseline`` revision's
 (extracted by benchmarks/baseline.py), alternating new/old per budget and
 repeating the whole sweep ``--repeat`` times.  Printed per model: the median
 over repeats of the mean per-budget wall and CPU time (with the min..max over
-repeats), the speed-up over the paper's code per budget, the mean tuning-split
+repeats) of both revisions, the speed-up over the paper's code per budget (on
+wall time, then on CPU time), the mean tuning-split
 accuracy of both revisions and the largest hard mean latency / budget, from an
 independent ``replay`` of the returned thresholds.
 
@@ -64,21 +65,21 @@ def main():
     require()
     old_tune = load_tune(args.baseline)
     print(f"{'model':6} {'N x M':>9} {'new s/budget (wall, min..max)':>30} {'cpu':>6} "
-          f"{'old wall':>8} {'paper':>6} {'x paper':>7} {'acc new':>8} {'acc old':>8} "
-          f"{'diff pt':>7} {'max lat/G':>9}")
+          f"{'old wall':>8} {'old cpu':>7} {'paper':>6} {'x paper':>7} {'x cpu':>6} {'acc new':>8} "
+          f"{'acc old':>8} {'diff pt':>7} {'max lat/G':>9}")
     for name in args.models.split(","):
         s, c, d, (lo, hi) = problem(name)
         budgets = np.linspace(lo, hi, args.budgets)
         tune(s, c, d, budgets[0])  # warm up both, outside the timings
         old_tune(s, c, d, budgets[0])
-        walls, cpus, old_walls = [], [], []
+        walls, cpus, old_walls, old_cpus = [], [], [], []
         acc_new, acc_old, lat = {}, {}, []
         for _ in range(args.repeat):
-            w = cpu = ow = 0.0
+            w = cpu = ow = oc = 0.0
             for b in budgets:
                 r, dw, dc = timed(tune, s, c, d, b)
-                o, odw, _ = timed(old_tune, s, c, d, b)
-                w, cpu, ow = w + dw, cpu + dc, ow + odw
+                o, odw, odc = timed(old_tune, s, c, d, b)
+                w, cpu, ow, oc = w + dw, cpu + dc, ow + odw, oc + odc
                 rep = replay(s, c, r.thresholds, d)
                 acc_new[b] = rep.accuracy
                 acc_old[b] = replay(s, c, o.thresholds, d).accuracy
@@ -86,13 +87,15 @@ def main():
             walls.append(w / budgets.size)
             cpus.append(cpu / budgets.size)
             old_walls.append(ow / budgets.size)
+            old_cpus.append(oc / budgets.size)
         wall = statistics.median(walls)
         an, ao = np.mean(list(acc_new.values())), np.mean(list(acc_old.values()))
         spread = f"{wall:.3f} ({min(walls):.3f}..{max(walls):.3f})"
+        cpu = statistics.median(cpus)
         print(f"{name:6} {f'{s.shape[0]}x{s.shape[1]}':>9} {spread:>30} "
-              f"{statistics.median(cpus):6.3f} {statistics.median(old_walls):8.3f} "
-              f"{PAPER[name]:6.2f} {PAPER[name] / wall:7.1f} {an:8.4f} {ao:8.4f} "
-              f"{100 * (an - ao):+7.3f} {max(lat):9.6f}", flush=True)
+              f"{cpu:6.3f} {statistics.median(old_walls):8.3f} {statistics.median(old_cpus):7.3f} "
+              f"{PAPER[name]:6.2f} {PAPER[name] / wall:7.1f} {PAPER[name] / cpu:6.1f} {an:8.4f} "
+              f"{ao:8.4f} {100 * (an - ao):+7.3f} {max(lat):9.6f}", flush=True)
 
 
 if __name__ == "__main__":

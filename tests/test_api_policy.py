@@ -4,6 +4,7 @@ commands' own results."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -299,3 +300,14 @@ def test_evaluate_and_replay_on_the_sample_data(tmp_path):
         ee.evaluate(test, tmp_path / "t.json", budget="fast")
     with pytest.raises(TypeError, match="thresholds must be"):
         ee.evaluate(test, 3)
+    # outputs read from a file were checked by the reader; outputs built in memory are
+    # checked by replay and evaluate themselves
+    out = read_exits(test)
+    assert_array_equal(ee.replay(out, tmp_path / "t.json").exit_index, r.exit_index)
+    bad_scores = out.scores.copy()
+    bad_scores[1, 3] = np.nan
+    bad = dataclasses.replace(out, scores=bad_scores)
+    with pytest.raises(ValueError, match="scores contains NaN or Inf"):
+        ee.replay(bad, tmp_path / "t.json")
+    with pytest.raises(ValueError, match="scores contains NaN or Inf"):
+        ee.evaluate(bad, tmp_path / "t.json")

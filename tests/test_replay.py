@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 
-from eexit_cli.core.replay import check_problem, exit_indices, replay
+from eexit_cli.core.replay import check_problem, exit_indices, replay, replay_checked
 from eexit_cli.io.exits import read_exits
 
 
@@ -57,6 +57,13 @@ def random_problem(rng, n_exits, n_samples, ties):
 def assert_matches_loop(scores, correct, thresholds, costs, *, rtol=1e-12):
     res = replay(scores, correct, thresholds, costs)
     exits, acc, lat, fractions, exit_acc = loop_replay(scores, correct, thresholds, costs)
+    # the path for arrays checked once where they entered gives the same result
+    s, c, d = check_problem(scores, correct, costs)
+    checked = replay_checked(s, c, thresholds, d)
+    assert checked.accuracy == res.accuracy and checked.mean_latency == res.mean_latency
+    assert_array_equal(checked.fraction, res.fraction)
+    assert_array_equal(checked.exit_accuracy, res.exit_accuracy)
+    assert_array_equal(checked.exit_index, exits)
     assert_array_equal(res.exit_index, exits)
     assert res.accuracy == pytest.approx(acc, rel=rtol, abs=0)
     assert_allclose(res.mean_latency, lat, rtol=rtol)
@@ -200,6 +207,17 @@ def test_replay_rejects_wrong_number_of_thresholds(thresholds):
 def test_replay_rejects_nan_thresholds():
     with pytest.raises(ValueError, match="thresholds contains NaN"):
         replay(GOOD_SCORES, GOOD_CORRECT, [np.nan], GOOD_COSTS)
+    with pytest.raises(ValueError, match="thresholds contains NaN"):
+        replay_checked(GOOD_SCORES, GOOD_CORRECT, [np.nan], np.asarray(GOOD_COSTS, float))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_public_replay_still_rejects_non_finite_scores(bad):
+    # only replay_checked trusts its caller; replay itself reads every score
+    scores = np.array(GOOD_SCORES, dtype=float)
+    scores[1, -1] = bad
+    with pytest.raises(ValueError, match="scores contains NaN or Inf"):
+        replay(scores, GOOD_CORRECT, [0.5], GOOD_COSTS)
 
 
 # ---------------------------------------------------------------------------

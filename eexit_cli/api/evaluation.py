@@ -12,8 +12,10 @@ import os
 from dataclasses import dataclass
 from fractions import Fraction
 
+import numpy as np
+
 from eexit_cli.core.latency import parse_budget, parse_fraction
-from eexit_cli.core.replay import ReplayResult
+from eexit_cli.core.replay import ReplayResult, check_costs, replay_checked
 from eexit_cli.core.replay import replay as replay_scores
 from eexit_cli.core.report import evaluation_entry, evaluation_report
 from eexit_cli.core.tail import TailBudget, parse_tail
@@ -183,7 +185,9 @@ def evaluate_sets(split, sets, *, latency: LatencyProfile | None = None, latency
         entry["thresholds_file"] = str(path)
         entry.update(_tuning_fields(ts))
         entries.append(entry)
-        replays.append(replay_scores(outputs.scores, outputs.correct, ts.thresholds, costs))
+        # evaluation_entry checked the arrays (and the costs) just above
+        replays.append(replay_checked(outputs.scores, outputs.correct, ts.thresholds,
+                                      np.asarray(costs, dtype=np.float64)))
     first = next(iter(cache.values()))
     files = thresholds_files if thresholds_files is not None else list(dict.fromkeys(str(p) for p, _ in sets))
     report = evaluation_report(
@@ -327,4 +331,8 @@ def replay(split, policy, *, entry=None, ignore_index: int | None = None) -> Rep
         raise ValueError(f"split has {outputs.n_exits} exits, the policy {policy.n_exits} (N disagrees)")
     if policy.costs is None:
         raise ValueError("the policy has no latency profile (costs) to compute the mean latency with")
-    return replay_scores(outputs.scores, outputs.correct, policy.thresholds, policy.costs)
+    if outputs is split:  # arrays made by the caller: checked here
+        return replay_scores(outputs.scores, outputs.correct, policy.thresholds, policy.costs)
+    # read_exits checked the scores it read
+    return replay_checked(outputs.scores, outputs.correct, policy.thresholds,
+                          check_costs(policy.costs, outputs.n_exits))

@@ -14,8 +14,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from eexit_cli.core.latency import parse_budget, parse_fraction, parse_level
-from eexit_cli.core.replay import replay
-from eexit_cli.core.report import evaluation_entry
+from eexit_cli.core.replay import replay_checked
+from eexit_cli.core.report import exact_mean
 from eexit_cli.errors import InfeasibleBudgetError, InputError
 from eexit_cli.io.agreement import check_exit_names
 from eexit_cli.io.exits import ExitOutputs, read_exits
@@ -262,13 +262,16 @@ def tune_outputs(outputs: ExitOutputs, latency: LatencyProfile, budgets: Sequenc
     entries, results, skipped = [], [], []
 
     def add_entry(budget, res, tuning, thresholds):
-        # the figures evaluate would report on this split, computed the same way
-        hard = evaluation_entry(outputs.scores, outputs.correct, thresholds, latency.per_exit)
+        # the tuner checked these arrays before it returned the thresholds
+        hard = replay_checked(outputs.scores, outputs.correct, thresholds,
+                              np.asarray(latency.per_exit, dtype=np.float64))
+        counts = np.rint(hard.fraction * outputs.n_samples).astype(np.int64)
         tuning["split"] = split
         tuning["samples"] = outputs.n_samples
-        tuning["accuracy"] = hard["accuracy"]
-        tuning["mean_latency"] = hard["mean_latency"]
-        tuning["per_exit_fraction"] = [row["fraction"] for row in hard["per_exit"]]
+        tuning["accuracy"] = hard.accuracy
+        # the mean as evaluate computes it (exact, rounded once), so that the two agree to the bit
+        tuning["mean_latency"] = float(exact_mean(counts, latency.per_exit))
+        tuning["per_exit_fraction"] = [float(f) for f in hard.fraction]
         extra = {} if names is None else {"exit_names": list(names)}
         if tails:
             extra["tail"] = [tb.to_dict() for tb in tails]

@@ -85,12 +85,17 @@ def check_problem(scores, correct, costs=None):
     correct = correct.astype(bool, copy=False)
     if costs is None:
         return scores, correct, None
+    return scores, correct, check_costs(costs, n_exits)
+
+
+def check_costs(costs, n_exits: int) -> np.ndarray:
+    """The per-exit costs as float64 (N,), positive and finite (``ValueError`` otherwise)."""
     costs = np.asarray(costs, dtype=np.float64)
     if costs.shape != (n_exits,):
         raise ValueError(f"costs must have one entry per exit ({n_exits}), got shape {costs.shape}")
     if not (costs.min() > 0 and np.isfinite(costs.sum())):  # NaN fails both
         raise ValueError("costs must be positive and finite")
-    return scores, correct, costs
+    return costs
 
 
 def _check_thresholds(thresholds: np.ndarray, n_exits: int) -> None:
@@ -98,7 +103,7 @@ def _check_thresholds(thresholds: np.ndarray, n_exits: int) -> None:
         raise ValueError(
             f"thresholds must have N-1 = {n_exits - 1} entries, got shape {thresholds.shape}"
         )
-    if np.any(np.isnan(thresholds)):
+    if np.isnan(thresholds).any():
         # a NaN compares False, which would silently mean "never exit here"
         raise ValueError("thresholds contains NaN (use +inf for an exit that is never taken)")
 
@@ -139,10 +144,28 @@ def replay(scores, correct, thresholds, costs) -> ReplayResult:
     Returns
     -------
     ReplayResult
+
+    Raises
+    ------
+    ValueError
+        For the inputs :func:`check_problem` refuses (scores with NaN or Inf among
+        them) and for thresholds of the wrong shape or with NaN.
     """
     scores, correct, costs = check_problem(scores, correct, costs)
+    return replay_checked(scores, correct, thresholds, costs)
+
+
+def replay_checked(scores: np.ndarray, correct: np.ndarray, thresholds, costs: np.ndarray) -> ReplayResult:
+    """:func:`replay` on arrays :func:`check_problem` has accepted already.
+
+    For the callers that validated their problem where it entered (the reader,
+    the tuner, the evaluation report): the scores are not read a second time to
+    look for NaN or Inf.  ``scores`` must be float64 (N, M) and finite,
+    ``correct`` bool (N, M), ``costs`` float64 (N,); the thresholds (N-1 values)
+    are still checked.
+    """
     n_exits, n_samples = scores.shape
-    thresholds = np.asarray(thresholds, dtype=np.float64)
+    thresholds = np.array(thresholds, dtype=np.float64)  # a copy: the result keeps it
     _check_thresholds(thresholds, n_exits)
     # one pass per exit over boolean masks of the samples still undecided: the
     # statistics need counts only, the exit of every sample is made on demand
@@ -150,20 +173,18 @@ def replay(scores, correct, thresholds, costs) -> ReplayResult:
     hits = np.empty(n_exits, dtype=np.int64)
     alive = np.ones(n_samples, dtype=bool)
     leave = np.empty(n_samples, dtype=bool)
-    right = np.empty(n_samples, dtype=bool)
+    count_nonzero, logical_and, greater = np.count_nonzero, np.logical_and, np.greater
     for n in range(n_exits - 1):
-        np.greater(scores[n], thresholds[n], out=leave)
+        greater(scores[n], thresholds[n], out=leave)
         leave &= alive
-        counts[n] = np.count_nonzero(leave)
-        np.logical_and(leave, correct[n], out=right)
-        hits[n] = np.count_nonzero(right)
+        counts[n] = count_nonzero(leave)
         alive ^= leave
-    counts[-1] = np.count_nonzero(alive)
-    np.logical_and(alive, correct[-1], out=right)
-    hits[-1] = np.count_nonzero(right)
+        hits[n] = count_nonzero(logical_and(leave, correct[n], out=leave))
+    counts[-1] = count_nonzero(alive)
+    hits[-1] = count_nonzero(logical_and(alive, correct[-1], out=alive))
     fraction = counts / n_samples
-    exit_acc = np.full(n_exits, np.nan)
-    np.divide(hits, counts, out=exit_acc, where=counts > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        exit_acc = hits / counts  # NaN where no sample leaves (0 / 0)
     return ReplayResult(
         accuracy=float(hits.sum() / n_samples),
         mean_latency=float(fraction @ costs),
@@ -171,5 +192,5 @@ def replay(scores, correct, thresholds, costs) -> ReplayResult:
         exit_accuracy=exit_acc,
         n_samples=n_samples,
         _scores=scores,
-        _thresholds=thresholds.copy(),
+        _thresholds=thresholds,
     )

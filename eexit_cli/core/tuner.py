@@ -43,7 +43,7 @@ from .baselines import single as _single
 from .exact import HardProblem, HardState
 from .ippp import ippp as _ippp
 from .ippp import warm_start as _warm_start
-from .replay import check_problem, exit_indices, replay
+from .replay import check_problem, exit_indices, replay_checked
 from .smooth import SmoothProblem
 from .tail import TailBudget, constraint_rows
 
@@ -61,6 +61,10 @@ DEFAULT_BETA = 100.0
 #: does not grow with M), then the window plus 96 quantiles of the samples reaching
 #: each exit (every such sample is read).
 _POLISH_LEVELS = ((32, 0), (32, 96))
+#: Polish starts go best first; a start whose objective trails the best polished one
+#: by more than this many times the largest gain any start made on the cheap level is
+#: not polished (it would have to gain more than twice what any start gained).
+_START_MARGIN = 2.0
 #: Outer-step size below which Algorithm 1 stops early (normalised score units).
 DEFAULT_TOL = 1e-3
 #: Algorithm 1 also stops once fewer than this share of the samples change exit
@@ -511,19 +515,26 @@ def tune(scores, correct, costs, budget=None, *, tail=None, method: str = "ippp"
         starts["heuristic"] = hard.evaluate(hard.index_of(h.thresholds))
         if init_arr is not None:
             starts["init"] = hard.repair(init_arr)[0]
-        # every start gets the cheap level; only the best goes on to the finer grids
+        # the starts get the cheap level, best first, except those too far behind to
+        # catch up (_START_MARGIN); only the best goes on to the finer grids
         best_name, best, rounds_total, seen = None, None, 0, set()
         sweeps0 = hard.pair_sweeps
-        for name, st in starts.items():
+        gain = 0.0  # the largest gain of the objective a start made on the cheap level
+        rank = {name: r for r, name in enumerate(starts)}
+        for name, st in sorted(starts.items(), key=lambda kv: kv[1].key(), reverse=True):
             if not hard.feasible(st):
                 continue
             sig = tuple(int(x) for x in st.index)
             if sig in seen:
                 continue
             seen.add(sig)
+            if best is not None and best.key()[0] - st.key()[0] > _START_MARGIN * gain:
+                continue
             out, rounds = hard.polish(st, levels=_POLISH_LEVELS[:1])
             rounds_total += rounds
-            if best is None or out.key() > best.key():
+            gain = max(gain, out.key()[0] - st.key()[0])
+            # equal results: the start listed first wins (the iPPP result before the others)
+            if best is None or (out.key(), -rank[name]) > (best.key(), -rank[best_name]):
                 best_name, best = name, out
         if best is not None:
             best, rounds = hard.polish(best, levels=_POLISH_LEVELS)
@@ -579,7 +590,7 @@ def _stage(hard: HardProblem, thresholds, smooth, **extra) -> dict:
 
 def _result(thresholds, method, budget, scores, correct, costs, smooth, converged, status,
             notes, iterations, gevals, t_start, params, stages, warnings, tails=()) -> TuneResult:
-    rep = replay(scores, correct, thresholds, costs)
+    rep = replay_checked(scores, correct, thresholds, costs)  # checked where tune() began
     if budget is not None and rep.mean_latency > budget:  # pragma: no cover - guarded by the exact machinery
         raise RuntimeError("internal error: tuned thresholds exceed the budget")
     lat = costs[rep.exit_index]
