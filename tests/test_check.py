@@ -88,11 +88,14 @@ def test_check_reports_the_prediction_of_evaluate_and_a_measured_mean(runner, tm
     assert doc["passed"] is True and doc["notes"] == []
     assert doc["measurement"]["model"]["sha256"] == json.loads(latency.read_text())["measurement"]["model"]["sha256"]
 
-    # a tolerance of zero fails unless prediction and measurement agree to the last digit
-    r = run(runner, ["check", model, thresholds, test, "--passes", "1", "--tolerance", "0"])
+    # a tolerance of zero fails unless prediction and measurement agree to the last digit;
+    # the one-line verdict is printed even with --quiet, as evaluate's is
+    r = run(runner, ["check", model, thresholds, test, "--passes", "1", "--tolerance", "0", "-q"])
     doc = json.loads(r.stdout)
     assert r.exit_code == (0 if doc["relative_error"] == 0 else 1)
     assert doc["passed"] is (r.exit_code == 0)
+    verdict = [ln for ln in r.stderr.splitlines() if ln.startswith(("PASS: ", "FAIL: "))]
+    assert verdict and verdict[0].startswith("PASS: " if doc["passed"] else "FAIL: "), r.stderr
 
 
 def test_check_adaptive_runs_every_sample_to_its_exit():

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from eexit_cli.cli.common import CONTEXT_SETTINGS, EXIT_CODES_HELP, ExitCode, get_state, global_options, output_option, progress
+from eexit_cli.cli.common import (CONTEXT_SETTINGS, EXIT_CODES_HELP, ExitCode, get_state, global_options,
+                                   output_option, print_verdict, progress)
 from eexit_cli.cli.profile_cmd import _time, check_output_early, emit, model_files, model_options
 from eexit_cli.core.latency import parse_fraction
 from eexit_cli.core.replay import exit_indices
@@ -48,7 +49,9 @@ def check(model, thresholds, split, output, outputs, input_shapes, mode, device,
     taken follows the schedule.
 
     Exit code 0 when |predicted - measured| / measured is within --tolerance, 1 when
-    not. Run it on the machine the profile was made on, with nothing else running.
+    not; the one-line verdict (PASS or FAIL, with both figures) is printed on stderr
+    even with --quiet. Run it on the machine the profile was made on, with nothing
+    else running.
 
     \b
     Example:
@@ -117,14 +120,12 @@ def check(model, thresholds, split, output, outputs, input_shapes, mode, device,
                             latency_file=None if latency_path is None else str(latency_path), notes=notes)
     for note in notes:
         state.err.print(f"[yellow]warning[/]: {note}", highlight=False)
-    if not state.quiet:
-        verdict = "[green]PASS[/]" if result.passed else "[red]FAIL[/]"
-        state.err.print(
-            f"{verdict}: measured mean {_time(result.measured_mean)} per sample over {result.n_samples} samples x "
-            f"{passes} passes; predicted {_time(result.predicted_mean)}; error "
-            f"{100 * result.relative_error:+.1f}% (tolerance {100 * tolerance:.1f}%)",
-            highlight=False,
-        )
     emit(report, output)
+    print_verdict(
+        state, result.passed,
+        f"{'PASS' if result.passed else 'FAIL'}: measured mean {_time(result.measured_mean)} per sample over "
+        f"{result.n_samples} samples x {passes} passes; predicted {_time(result.predicted_mean)}; error "
+        f"{100 * result.relative_error:+.1f}% (tolerance {100 * tolerance:.1f}%)",
+    )
     if not result.passed:
         click.get_current_context().exit(ExitCode.GATE_FAILED)

@@ -186,3 +186,17 @@ def global_options(func):
         help="Show the full traceback of an error.",
     )(func)
     return func
+
+
+def print_verdict(state: State, passed: bool, line: str) -> None:
+    """A gate's one-line verdict (``PASS: ...`` or ``FAIL: ...``) on stderr.
+
+    Printed even with --quiet, like errors: a CI log must always say why a gate failed.
+    Coloured at a terminal, plain text elsewhere.
+    """
+    if state.err.is_terminal and not state.quiet:
+        word, rest = line.split(":", 1)
+        state.err.print(f"[{'green' if passed else 'red'}]{word}[/]:", end="")
+        state.err.print(rest, markup=False, highlight=False)
+    else:
+        click.echo(line, err=True)

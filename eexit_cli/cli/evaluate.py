@@ -16,6 +16,7 @@ from eexit_cli.cli.common import (
     get_state,
     global_options,
     ignore_index_option,
+    print_verdict,
     stdout_is_terminal,
     write_json_output,
 )
@@ -235,10 +236,4 @@ def verdict(state, reports: list[dict], unit: str, min_accuracy) -> None:
                            f"{_fmt(t['latency'], 6)} {unit} ({t['over']} samples above, at most "
                            f"{t['allowed']})")
         line = f"FAIL: {n_fail} of {len(reports)} set(s); " + "; ".join(why)
-    if state.err.is_terminal and not state.quiet:
-        colour = "green" if n_fail == 0 else "red"
-        word, rest = line.split(":", 1)
-        state.err.print(f"[{colour}]{word}[/]:", end="")
-        state.err.print(rest, markup=False, highlight=False)
-    else:
-        click.echo(line, err=True)
+    print_verdict(state, n_fail == 0, line)
