@@ -110,6 +110,20 @@ class HardState:
         return self._key
 
 
+def _pair_index(index: np.ndarray, i: int, j: int, gi: np.ndarray, gj: np.ndarray):
+    """``make_index`` of a two-threshold sweep: cell ``a * gj.size + b`` of the table
+    is ``index`` with candidate ``gi[a]`` at threshold ``i`` and ``gj[b]`` at ``j``."""
+    kj = gj.size
+
+    def make_index(f):
+        a, b = divmod(f, kj)
+        out = index.copy()
+        out[i], out[j] = gi[a], gj[b]
+        return out
+
+    return make_index
+
+
 class HardProblem:
     """Hard-threshold early exit on one split, prepared for exact searches.
 
@@ -701,15 +715,7 @@ class HardProblem:
             # samples with rho_j > b leave at j
             np.subtract(cs[:, -1:], cs[:, :kj], out=tables[q])
             tables[q] += c1[q][:, None]
-        idx = st.index
-
-        def make_index(f):
-            a, b = divmod(f, kj)
-            out = idx.copy()
-            out[i], out[j] = gi[a], gj[b]
-            return out
-
-        return self._choose(st, tables.reshape(self._n_q(), -1), make_index)
+        return self._choose(st, tables.reshape(self._n_q(), -1), _pair_index(st.index, i, j, gi, gj))
 
     def _sweep_window(self, st: HardState, i: int, j: int, local: int) -> HardState:
         """:meth:`sweep_pair` over windows of ``local`` candidates on each side.
@@ -762,14 +768,7 @@ class HardProblem:
             cs = np.cumsum(h, axis=1)
             np.subtract(cs[:, -1:], cs[:, :kj], out=tables[q])
             tables[q] += (c1 + base[q])[:, None]
-
-        def make_index(f):
-            a, b = divmod(f, kj)
-            out = idx.copy()
-            out[i], out[j] = gi[a], gj[b]
-            return out
-
-        return self._choose(st, tables.reshape(self._n_q(), -1), make_index)
+        return self._choose(st, tables.reshape(self._n_q(), -1), _pair_index(idx, i, j, gi, gj))
 
     # ------------------------------------------------------------------ polish
     def polish(self, st: HardState, *, levels=((8, 24), (32, 96)), exhaustive: int = 256,

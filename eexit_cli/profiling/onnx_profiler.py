@@ -30,9 +30,8 @@ import numpy as np
 
 from eexit_cli.errors import DeviceUnavailableError, InputError, MissingDependencyError
 from eexit_cli.profiling.onnx_cut import cut_stages, stage_models
-from eexit_cli.profiling.record import ProfileResult, check_int, profile_staged, sha256_file
+from eexit_cli.profiling.record import ProfileResult, check_open_settings, profile_staged, sha256_file
 from eexit_cli.profiling.staged import (
-    MODES,
     StagedModel,
     check_exit_output,
     check_thresholds,
@@ -41,7 +40,6 @@ from eexit_cli.profiling.staged import (
 )
 from eexit_cli.profiling.timing import ProgressCallback
 
-DEVICES = ("cpu", "cuda")
 _INSTALL_HINT = "install with: pip install 'eexit[onnx]'"
 
 
@@ -345,12 +343,7 @@ def open_onnx(
         Seed of the random inputs.
     """
     path = os.fspath(model_path)
-    threads = check_int("threads", threads, 1)
-    seed = check_int("seed", seed, 0)
-    if device not in DEVICES:
-        raise InputError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
-    if mode not in MODES:
-        raise InputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    threads, seed = check_open_settings(mode, device, threads, seed)
     decide = numpy_decision(confidence)
     onnx, ort = _import_onnx()
     providers = _providers(ort, device)

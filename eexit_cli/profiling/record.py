@@ -17,7 +17,7 @@ import numpy as np
 
 from eexit_cli.core.latency_stats import ExitTiming, exit_timing
 from eexit_cli.errors import InputError
-from eexit_cli.profiling.staged import StagedModel
+from eexit_cli.profiling.staged import DEVICES, MODES, StagedModel
 from eexit_cli.profiling.timing import ProgressCallback, time_calls
 
 LATENCY_FORMAT = "eexit.latency/v1"
@@ -155,6 +155,20 @@ def check_int(name: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+def check_open_settings(mode: str, device: str, threads, seed) -> tuple[int, int]:
+    """``threads`` and ``seed`` as integers, once ``mode`` and ``device`` are known ones.
+
+    The checks both backends (``open_onnx``, ``open_torch``) make before loading a model.
+    """
+    threads = check_int("threads", threads, 1)
+    seed = check_int("seed", seed, 0)
+    if device not in DEVICES:
+        raise InputError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    if mode not in MODES:
+        raise InputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    return threads, seed
 
 
 def check_settings(warmup, repeat, rounds, seed, time_budget) -> tuple[int, int, int, int, float | None]:

@@ -22,6 +22,7 @@ from eexit_cli.core.confidence import get_measure, log_softmax
 from eexit_cli.errors import InputError
 
 MODES = ("staged", "prefix")
+DEVICES = ("cpu", "cuda")
 
 
 @dataclass
@@ -144,4 +145,6 @@ def describe_shapes(inputs: Sequence[Mapping[str, object]]) -> str:
     return ", ".join(f"{i['name']}={'x'.join(map(str, i['shape']))}" for i in inputs)
 
 
-__all__ = ["MODES", "StagedModel", "check_exit_output", "check_thresholds", "describe_shapes", "numpy_decision"]
+__all__ = [
+    "DEVICES", "MODES", "StagedModel", "check_exit_output", "check_thresholds", "describe_shapes", "numpy_decision",
+]

@@ -18,6 +18,7 @@ the clock is read after ``torch.cuda.synchronize()``. torch is imported only her
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import os
@@ -26,12 +27,11 @@ import sys
 from typing import Callable, Sequence
 
 from eexit_cli.errors import DeviceUnavailableError, InputError, MissingDependencyError
-from eexit_cli.profiling.record import ProfileResult, check_int, profile_staged, sha256_file
-from eexit_cli.profiling.staged import MODES, StagedModel, check_exit_output, check_thresholds
+from eexit_cli.profiling.record import ProfileResult, check_open_settings, profile_staged, sha256_file
+from eexit_cli.profiling.staged import StagedModel, check_exit_output, check_thresholds
 from eexit_cli.profiling.timing import ProgressCallback
 from eexit_cli.profiling.torch_fx_cut import fx_stages, one_line
 
-DEVICES = ("cpu", "cuda")
 _INSTALL_HINT = "install with: pip install 'eexit[torch]'"
 _SPEC = re.compile(r"^(?P<target>.+):(?P<factory>[A-Za-z_][A-Za-z0-9_]*)$")
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -59,6 +59,19 @@ def import_torch():
 # ---------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _first_on_path(folder: str):
+    """``folder`` first on ``sys.path`` while the block runs (imports look there first)."""
+    sys.path.insert(0, folder)
+    try:
+        yield
+    finally:
+        try:
+            sys.path.remove(folder)
+        except ValueError:
+            pass
+
+
 def load_factory(spec: str) -> tuple[Callable, dict]:
     """The factory named by ``spec`` and a description of where it came from."""
     match = _SPEC.match(spec)
@@ -72,35 +85,26 @@ def load_factory(spec: str) -> tuple[Callable, dict]:
             raise InputError(f"{target}: is a folder, expected a Python file")
         module_name = "_eexit_factory_" + re.sub(r"\W", "_", os.path.abspath(target))
         folder = os.path.dirname(os.path.abspath(target))
-        sys.path.insert(0, folder)  # the file may import its neighbours
-        try:
-            module_spec = importlib.util.spec_from_file_location(module_name, target)
-            module = importlib.util.module_from_spec(module_spec)
-            sys.modules[module_name] = module
-            module_spec.loader.exec_module(module)
-        except Exception as exc:
-            sys.modules.pop(module_name, None)
-            raise InputError(f"{target}: importing it failed ({one_line(exc)})") from None
-        finally:
+        with _first_on_path(folder):  # the file may import its neighbours
             try:
-                sys.path.remove(folder)
-            except ValueError:
-                pass
+                module_spec = importlib.util.spec_from_file_location(module_name, target)
+                module = importlib.util.module_from_spec(module_spec)
+                sys.modules[module_name] = module
+                module_spec.loader.exec_module(module)
+            except Exception as exc:
+                sys.modules.pop(module_name, None)
+                raise InputError(f"{target}: importing it failed ({one_line(exc)})") from None
         source = {"factory": spec, "path": target, "sha256": sha256_file(target)}
     else:
-        cwd = os.getcwd()
-        sys.path.insert(0, cwd)  # a module of the current folder, as `python -m` would find it
-        try:
-            module = importlib.import_module(target)
-        except ModuleNotFoundError as exc:
-            raise InputError(f"{spec}: no module named {exc.name!r} (is it installed or on PYTHONPATH?)") from None
-        except Exception as exc:
-            raise InputError(f"{spec}: importing {target} failed ({one_line(exc)})") from None
-        finally:
+        with _first_on_path(os.getcwd()):  # a module of the current folder, as `python -m` would find it
             try:
-                sys.path.remove(cwd)
-            except ValueError:
-                pass
+                module = importlib.import_module(target)
+            except ModuleNotFoundError as exc:
+                raise InputError(
+                    f"{spec}: no module named {exc.name!r} (is it installed or on PYTHONPATH?)"
+                ) from None
+            except Exception as exc:
+                raise InputError(f"{spec}: importing {target} failed ({one_line(exc)})") from None
         path = getattr(module, "__file__", None)
         source = {"factory": spec, "path": path, "sha256": sha256_file(path) if path else None}
     factory = getattr(module, name, None)
@@ -202,12 +206,7 @@ def open_torch(
     ``"staged"``: eager PyTorch has no prefix graphs. ``seed`` seeds torch before the
     factory runs.
     """
-    threads = check_int("threads", threads, 1)
-    seed = check_int("seed", seed, 0)
-    if device not in DEVICES:
-        raise InputError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
-    if mode not in MODES:
-        raise InputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    threads, seed = check_open_settings(mode, device, threads, seed)
     if mode != "staged":
         raise InputError("--mode prefix is for ONNX models; a PyTorch model is profiled stage by stage")
     torch = import_torch()
