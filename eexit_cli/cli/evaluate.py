@@ -20,7 +20,7 @@ from eexit_cli.cli.common import (
     stdout_is_terminal,
     write_json_output,
 )
-from eexit_cli.core.latency import parse_fraction
+from eexit_cli.core.latency import parse_fraction, slack_budget_warning
 from eexit_cli.io.isolated import read_exits_isolated as read_exits
 from eexit_cli.io.atomic import STDOUT, resolve_output
 from eexit_cli.io.jsonfiles import FRONTIER_FORMAT, read_latency, read_thresholds_or_frontier
@@ -194,6 +194,14 @@ def evaluate(split, thresholds, budget_text, latency_path, tolerance_text, min_a
     reports = result["entries"]
     unit = result["unit"]
     passed = result["passed"]
+    if not state.quiet:
+        slack = {r["budget"] for r in reports if r["budget"] is not None
+                 and slack_budget_warning([r["budget"]], [e["latency"] for e in r["per_exit"]])}
+        if slack:
+            line = slack_budget_warning(slack, [e["latency"] for e in reports[0]["per_exit"]], unit,
+                                        [budget_text] if budget_text else ())
+            state.err.print(f"[yellow]warning[/]: {line}; the latency gate cannot fail", highlight=False,
+                            soft_wrap=True)
 
     if plot_path is not None:
         from eexit_cli.cli.plots import plot_evaluation

@@ -19,7 +19,8 @@ from eexit_cli.cli.common import (
     progress,
     write_json_output,
 )
-from eexit_cli.core.latency import MAX_BUDGETS, increasing_warning, parse_budgets, parse_fraction, parse_level
+from eexit_cli.core.latency import (MAX_BUDGETS, increasing_warning, parse_budgets, parse_fraction, parse_level,
+                                    slack_budget_warning)
 from eexit_cli.core.tail import parse_tail
 from eexit_cli.io.isolated import read_exits_isolated as read_exits
 from eexit_cli.io.jsonfiles import latency_from_costs, read_latency
@@ -274,6 +275,9 @@ def tune(split, latency_path, costs_text, unit, budget_texts, tail_texts, min_ac
     warn = increasing_warning(latency.per_exit)
     if warn and not state.quiet:
         state.err.print(f"[yellow]warning[/]: {source}: {warn}", highlight=False, soft_wrap=True)
+    slack = slack_budget_warning(budgets, latency.per_exit, latency.unit, budget_texts)
+    if slack and not state.quiet:
+        state.err.print(f"[yellow]warning[/]: --budget: {slack}", highlight=False, soft_wrap=True)
     with progress("tuning", total=len(budgets)) as bar:
         tuned = tune_outputs(outputs, latency, budgets, method=method, polish=polish, guarantee=level,
                              calibration_fraction=cal_fraction if level is not None else 0.3,

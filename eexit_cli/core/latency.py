@@ -45,6 +45,32 @@ def check_costs(costs) -> np.ndarray:
     return arr
 
 
+def slack_budget_warning(budgets, costs, unit: str | None = None, texts=()) -> str | None:
+    """A warning when budgets are at or above every exit's cost.
+
+    No mean latency can exceed the largest d_n, so such a budget constrains nothing:
+    tuning ignores it and a gate on it cannot fail. Most often a percent sign was
+    left out (``--budget 40`` for ``40%``); ``texts`` (the budgets as written) lets
+    the warning say so.
+    """
+    top = float(np.max(np.asarray(costs, dtype=np.float64)))
+    slack = sorted({float(b) for b in budgets if b is not None and float(b) >= top})
+    if not slack:
+        return None
+    u = f" {unit}" if unit else ""
+    shown = ", ".join(f"{b:.6g}" for b in slack[:4]) + (", ..." if len(slack) > 4 else "")
+    many = len(slack) > 1
+    line = (f"budget{'s' if many else ''} {shown}{u} {'are' if many else 'is'} at or above the largest "
+            f"exit cost ({top:.6g}{u}) and constrain{'' if many else 's'} nothing: every threshold set "
+            f"meets {'them' if many else 'it'}")
+    plain = [t for t in texts if "%" not in str(t) and split_unit(str(t).split("..")[0].split(":")[0])[1] is None]
+    if plain:
+        first = str(plain[0])
+        pct = (first.replace("..", "%..", 1).replace(":", "%:", 1) if ".." in first else first + "%")
+        line += f"; for a percentage of the last exit's cost write {pct}"
+    return line
+
+
 def increasing_warning(costs) -> str | None:
     """A warning when d_n does not increase strictly with n (allowed, but unusual)."""
     arr = np.asarray(costs, dtype=np.float64)
