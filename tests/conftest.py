@@ -245,3 +245,25 @@ def refdata() -> Path:
     if not (REFDATA / "README.md").is_file():
         pytest.skip(f"reference data not available at {REFDATA} (needs the shared data folder)")
     return REFDATA
+
+
+def random_problem(n_exits, n_samples, seed, ties=False):
+    """A random early-exit problem: scores in [0, 1] that grow with depth and ease, correctness
+    likelier where the score is high, increasing costs; ``ties`` rounds scores to 2 digits."""
+    rng = np.random.default_rng(seed)
+    difficulty = rng.random(n_samples)
+    scores = np.clip(0.5 * rng.random((n_exits, n_samples)) + 0.5 * (1 - difficulty)
+                     + 0.1 * np.arange(n_exits)[:, None] * rng.random((n_exits, n_samples)), 0, 1)
+    if ties:
+        scores = np.round(scores, 2)
+    correct = rng.random((n_exits, n_samples)) < 0.4 + 0.5 * scores
+    costs = np.cumsum(rng.uniform(0.3, 1.0, n_exits))
+    return scores, correct, costs
+
+
+def one_error_line(result):
+    """The only non-empty stderr line of a CliRunner result (asserting there is one, no traceback)."""
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.output
+    return lines[0]

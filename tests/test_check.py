@@ -16,6 +16,8 @@ from eexit_cli.cli.main import cli  # noqa: E402
 from eexit_cli.profiling.adaptive import check_adaptive  # noqa: E402
 from eexit_cli.profiling.staged import StagedModel  # noqa: E402
 
+from conftest import one_error_line
+
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 FAST = ["--warmup", "5", "--repeat", "20", "--rounds", "5"]
 
@@ -27,13 +29,6 @@ def runner():
 
 def run(runner, args):
     return runner.invoke(cli, [str(a) for a in args], prog_name="eexit", catch_exceptions=False)
-
-
-def one_error_line(result):
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 def pipeline(runner, tmp_path, model, val, budget="50%", measure=False):

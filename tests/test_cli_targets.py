@@ -15,6 +15,8 @@ from eexit_cli.core.tail import TailBudget
 from eexit_cli.core.tuner import tune
 from eexit_cli.io.exits import read_exits
 
+from conftest import one_error_line
+
 COSTS = [1.0, 2.0, 3.5, 5.0]
 
 
@@ -35,13 +37,6 @@ def test_split(exits_file, exit_data):
 
 def run(runner, args):
     return runner.invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def one_error_line(result):
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 # ------------------------------------------------------------------ tune --tail

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from eexit_cli.cli.main import cli
 from eexit_cli.core.replay import replay
 from eexit_cli.io.exits import read_exits
+
+from conftest import one_error_line
 
 COSTS = [1.0, 2.0, 3.5, 5.0]
 
@@ -27,13 +28,6 @@ def val(exits_file, exit_data):
 
 def run(runner, args):
     return runner.invoke(cli, [str(a) for a in args], catch_exceptions=False)
-
-
-def one_error_line(result):
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 @pytest.mark.parametrize("method", ["ippp", "heuristic", "single"])

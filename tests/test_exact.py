@@ -10,17 +10,7 @@ from numpy.testing import assert_allclose
 from eexit_cli.core.exact import HardProblem
 from eexit_cli.core.replay import replay
 
-
-def _problem(n_exits, n_samples, seed, ties=False):
-    rng = np.random.default_rng(seed)
-    difficulty = rng.random(n_samples)
-    scores = np.clip(0.5 * rng.random((n_exits, n_samples)) + 0.5 * (1 - difficulty)
-                     + 0.1 * np.arange(n_exits)[:, None] * rng.random((n_exits, n_samples)), 0, 1)
-    if ties:
-        scores = np.round(scores, 2)
-    correct = rng.random((n_exits, n_samples)) < 0.4 + 0.5 * scores
-    costs = np.cumsum(rng.uniform(0.3, 1.0, n_exits))
-    return scores, correct, costs
+from conftest import random_problem
 
 
 def _two_rows(costs, seed):
@@ -51,7 +41,7 @@ def _means(scores, correct, rows, thresholds):
 
 @pytest.mark.parametrize("seed", range(8))
 def test_two_rows_accuracy_matches_exhaustive_search(seed):
-    scores, correct, costs = _problem(3, 120, seed, ties=seed % 2 == 0)
+    scores, correct, costs = random_problem(3, 120, seed, ties=seed % 2 == 0)
     rows, bounds = _two_rows(costs, seed)
     hp = HardProblem(scores, correct, rows, bounds)
     best = _brute(hp, lambda s: (s.hits, -s.means[0]), lambda s: bool(np.all(s.means <= bounds)))
@@ -72,7 +62,7 @@ def test_two_rows_accuracy_matches_exhaustive_search(seed):
 @pytest.mark.parametrize("seed", range(6))
 def test_cost_objective_matches_exhaustive_search(seed):
     # the fastest thresholds keeping a given accuracy, under a tail row too
-    scores, correct, costs = _problem(3, 100, 50 + seed, ties=seed % 2 == 1)
+    scores, correct, costs = random_problem(3, 100, 50 + seed, ties=seed % 2 == 1)
     rows, bounds = _two_rows(costs, seed)
     bounds[0] = np.inf  # the objective row needs no bound
     acc = HardProblem(scores, correct, rows, bounds)
@@ -96,7 +86,7 @@ def test_cost_objective_matches_exhaustive_search(seed):
 def test_pair_sweep_with_two_rows_is_best_cell_of_its_grid(seed, pair, coarse):
     # coarse=0: windows around the current thresholds (samples read by rank);
     # coarse=6: windows plus quantiles (every sample reaching i)
-    scores, correct, costs = _problem(5, 300, 80 + seed, ties=seed % 2 == 1)
+    scores, correct, costs = random_problem(5, 300, 80 + seed, ties=seed % 2 == 1)
     rows, bounds = _two_rows(costs, seed)
     bounds[1] = max(bounds[1], 0.5)
     hp = HardProblem(scores, correct, rows, bounds)
@@ -120,7 +110,7 @@ def test_pair_sweep_with_two_rows_is_best_cell_of_its_grid(seed, pair, coarse):
 
 @pytest.mark.parametrize("seed", range(5))
 def test_incremental_moves_agree_with_full_evaluation(seed):
-    scores, correct, costs = _problem(6, 400, 200 + seed, ties=seed % 2 == 0)
+    scores, correct, costs = random_problem(6, 400, 200 + seed, ties=seed % 2 == 0)
     rows, bounds = _two_rows(costs, seed)
     hp = HardProblem(scores, correct, rows, bounds)
     rng = np.random.default_rng(seed)
@@ -142,7 +132,7 @@ def test_incremental_moves_agree_with_full_evaluation(seed):
 
 
 def test_bad_rows_and_objective_raise():
-    scores, correct, costs = _problem(3, 50, 1)
+    scores, correct, costs = random_problem(3, 50, 1)
     with pytest.raises(ValueError, match="costs"):
         HardProblem(scores, correct, np.ones((2, 4)), [1.0, 1.0])
     with pytest.raises(ValueError, match="budget"):

@@ -20,6 +20,8 @@ from eexit_cli.errors import InputError, MissingDependencyError  # noqa: E402
 from eexit_cli.io.jsonfiles import read_latency  # noqa: E402
 from eexit_cli.profiling.onnx_profiler import parse_shape, profile_onnx  # noqa: E402
 
+from conftest import one_error_line
+
 SAMPLE_MODEL = Path(__file__).resolve().parents[1] / "sample_data" / "model.onnx"
 EXIT_NAMES = ["exit_1", "exit_2", "exit_3", "exit_4"]
 # Small enough to take a fraction of a second on the sample model. The sample's exits
@@ -36,13 +38,6 @@ def runner():
 
 def run(runner, args):
     return runner.invoke(cli, [str(a) for a in args], prog_name="eexit", catch_exceptions=False)
-
-
-def one_error_line(result):
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 def save_model(path: Path, nodes, inputs, outputs, initializers=()):

@@ -19,6 +19,8 @@ from eexit_cli.profiling.models import open_model  # noqa: E402
 from eexit_cli.profiling.torch_fx_cut import fx_stages  # noqa: E402
 from eexit_cli.profiling.torch_profiler import is_factory_spec, open_torch  # noqa: E402
 
+from conftest import one_error_line
+
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 MODELS_PY = SAMPLE / "torch_models.py"
 FAST_ARGS = ["--warmup", "5", "--repeat", "20", "--rounds", "10"]
@@ -137,13 +139,6 @@ def runner():
 
 def run(runner, args):
     return runner.invoke(cli, [str(a) for a in args], prog_name="eexit", catch_exceptions=False)
-
-
-def one_error_line(result):
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 def run_stages(stages, example):

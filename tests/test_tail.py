@@ -20,17 +20,7 @@ from eexit_cli.core.tail import (
 from eexit_cli.core.tuner import METHODS, tune
 from eexit_cli.errors import InfeasibleBudgetError
 
-
-def _problem(n_exits, n_samples, seed, ties=False):
-    rng = np.random.default_rng(seed)
-    difficulty = rng.random(n_samples)
-    scores = np.clip(0.5 * rng.random((n_exits, n_samples)) + 0.5 * (1 - difficulty)
-                     + 0.1 * np.arange(n_exits)[:, None] * rng.random((n_exits, n_samples)), 0, 1)
-    if ties:
-        scores = np.round(scores, 2)
-    correct = rng.random((n_exits, n_samples)) < 0.4 + 0.5 * scores
-    costs = np.cumsum(rng.uniform(0.3, 1.0, n_exits))
-    return scores, correct, costs
+from conftest import random_problem
 
 
 # ------------------------------------------------------------------ quantiles
@@ -93,7 +83,7 @@ def _fd(f, t, h):
 @pytest.mark.parametrize("n_exits", [2, 5, 17])
 @pytest.mark.parametrize("k", [10.0, 100.0])
 def test_smoothed_tail_share_and_gradient(n_exits, k):
-    scores, correct, costs = _problem(n_exits, 300, n_exits)
+    scores, correct, costs = random_problem(n_exits, 300, n_exits)
     rng = np.random.default_rng(1)
     x = costs[n_exits // 2] if n_exits > 2 else costs[0]
     row = (costs > x).astype(float)
@@ -118,7 +108,7 @@ def test_smoothed_tail_share_and_gradient(n_exits, k):
 @pytest.mark.parametrize("budget", [None, "tight"])
 def test_phi_gradient_with_two_active_penalties(budget):
     n_exits = 5
-    scores, correct, costs = _problem(n_exits, 300, 3)
+    scores, correct, costs = random_problem(n_exits, 300, 3)
     rng = np.random.default_rng(2)
     row = (costs > costs[1]).astype(float)
     b = None if budget is None else costs[0] * 1.05
@@ -149,7 +139,7 @@ def _plain_ok(scores, correct, costs, idx_thresholds, budget, tb, min_hits=0):
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("objective", ["accuracy", "cost"])
 def test_sweeps_with_count_rows_match_brute_force(seed, objective):
-    scores, correct, costs = _problem(4, 60, 40 + seed, ties=seed % 2 == 1)
+    scores, correct, costs = random_problem(4, 60, 40 + seed, ties=seed % 2 == 1)
     tb = TailBudget(0.8, costs[1])
     budget = None if objective == "cost" else costs[0] + 0.6 * (costs[-1] - costs[0])
     min_hits = None if objective == "accuracy" else int(0.6 * 60)
@@ -202,7 +192,7 @@ def _exhaustive(scores, correct, costs, budget, tb):
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("with_budget", [False, True])
 def test_tune_with_tail_is_exhaustive_optimum(seed, with_budget):
-    scores, correct, costs = _problem(3, 150, 60 + seed, ties=seed % 2 == 0)
+    scores, correct, costs = random_problem(3, 150, 60 + seed, ties=seed % 2 == 0)
     rng = np.random.default_rng(seed)
     tb = TailBudget(float(rng.choice([0.5, 0.8, 0.9])), float(costs[int(rng.integers(0, 2))]))
     budget = (costs[0] + rng.uniform(0.2, 0.8) * (costs[-1] - costs[0])) if with_budget else None
@@ -218,7 +208,7 @@ def test_tune_with_tail_is_exhaustive_optimum(seed, with_budget):
 @pytest.mark.parametrize("seed", range(5))
 @pytest.mark.parametrize("n_exits", [3, 6, 13])
 def test_tail_and_budget_hold_exactly_for_every_method(method, seed, n_exits):
-    scores, correct, costs = _problem(n_exits, 400, 100 * n_exits + seed, ties=seed % 2 == 1)
+    scores, correct, costs = random_problem(n_exits, 400, 100 * n_exits + seed, ties=seed % 2 == 1)
     rng = np.random.default_rng(seed)
     tb = TailBudget(float(rng.choice([0.9, 0.95, 0.99])), float(costs[int(rng.integers(0, n_exits - 1))]))
     for budget in (None, costs[0] + rng.uniform(0.05, 0.6) * (costs[-1] - costs[0])):
@@ -230,7 +220,7 @@ def test_tail_and_budget_hold_exactly_for_every_method(method, seed, n_exits):
 
 
 def test_tail_below_cheapest_exit_is_infeasible():
-    scores, correct, costs = _problem(3, 100, 1)
+    scores, correct, costs = random_problem(3, 100, 1)
     with pytest.raises(InfeasibleBudgetError, match="below the smallest per-exit cost"):
         tune(scores, correct, costs, tail=(0.95, 0.5 * costs[0]))
     with pytest.raises(ValueError, match="give a mean-latency budget, a tail budget"):
@@ -238,7 +228,7 @@ def test_tail_below_cheapest_exit_is_infeasible():
 
 
 def test_tail_record_in_result_json():
-    scores, correct, costs = _problem(4, 300, 5)
+    scores, correct, costs = random_problem(4, 300, 5)
     res = tune(scores, correct, costs, tail=(0.9, costs[1]))
     d = res.to_dict()
     assert d["budget"] is None

@@ -11,17 +11,7 @@ from eexit_cli.core.target import hits_needed, tune_fastest
 from eexit_cli.core.tuner import METHODS, tune
 from eexit_cli.errors import InfeasibleBudgetError
 
-
-def _problem(n_exits, n_samples, seed, ties=False):
-    rng = np.random.default_rng(seed)
-    difficulty = rng.random(n_samples)
-    scores = np.clip(0.5 * rng.random((n_exits, n_samples)) + 0.5 * (1 - difficulty)
-                     + 0.1 * np.arange(n_exits)[:, None] * rng.random((n_exits, n_samples)), 0, 1)
-    if ties:
-        scores = np.round(scores, 2)
-    correct = rng.random((n_exits, n_samples)) < 0.4 + 0.5 * scores
-    costs = np.cumsum(rng.uniform(0.3, 1.0, n_exits))
-    return scores, correct, costs
+from conftest import random_problem
 
 
 def test_hits_needed_rounding():
@@ -46,7 +36,7 @@ def _exhaustive_fastest(scores, correct, costs, need, tb=None):
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("with_tail", [False, True])
 def test_fastest_is_exhaustive_optimum(seed, with_tail):
-    scores, correct, costs = _problem(3, 150, 200 + seed, ties=seed % 2 == 0)
+    scores, correct, costs = random_problem(3, 150, 200 + seed, ties=seed % 2 == 0)
     m = scores.shape[1]
     tb = TailBudget(0.8, float(costs[1])) if with_tail else None
     top = tune(scores, correct, costs, None if with_tail else costs[-1], tail=tb)
@@ -66,7 +56,7 @@ def test_fastest_is_exhaustive_optimum(seed, with_tail):
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("n_exits", [4, 7])
 def test_target_holds_exactly_for_every_method(method, n_exits):
-    scores, correct, costs = _problem(n_exits, 300, 7 * n_exits)
+    scores, correct, costs = random_problem(n_exits, 300, 7 * n_exits)
     top = tune(scores, correct, costs, costs[-1], method=method)
     for drop in (0.0, 0.03):
         target = top.accuracy - drop
@@ -79,7 +69,7 @@ def test_target_holds_exactly_for_every_method(method, n_exits):
 
 
 def test_fastest_not_slower_than_a_frontier():
-    scores, correct, costs = _problem(5, 600, 11)
+    scores, correct, costs = random_problem(5, 600, 11)
     target = tune(scores, correct, costs, costs[-1]).accuracy - 0.02
     res = tune_fastest(scores, correct, costs, target)
     frontier = [tune(scores, correct, costs, b) for b in np.linspace(costs[0], costs[-1], 20)]
@@ -88,7 +78,7 @@ def test_fastest_not_slower_than_a_frontier():
 
 
 def test_unreachable_target_names_best_accuracy():
-    scores, correct, costs = _problem(4, 300, 3)
+    scores, correct, costs = random_problem(4, 300, 3)
     top = tune(scores, correct, costs, costs[-1])
     with pytest.raises(InfeasibleBudgetError, match=f"best accuracy found.*{top.accuracy:.6g}"):
         tune_fastest(scores, correct, costs, min(1.0, top.accuracy + 0.05))
@@ -96,12 +86,12 @@ def test_unreachable_target_names_best_accuracy():
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5, "x"])
 def test_bad_target_raises_value_error(bad):
-    scores, correct, costs = _problem(3, 100, 0)
+    scores, correct, costs = random_problem(3, 100, 0)
     with pytest.raises(ValueError, match="min_accuracy"):
         tune_fastest(scores, correct, costs, bad)
 
 
 def test_trivial_target_gives_cheapest_exit():
-    scores, correct, costs = _problem(4, 200, 9)
+    scores, correct, costs = random_problem(4, 200, 9)
     res = tune_fastest(scores, correct, costs, 0.0)
     assert_allclose(res.mean_latency, costs[0])

@@ -18,19 +18,9 @@ from eexit_cli.core.smooth import SmoothProblem
 from eexit_cli.core.tuner import METHODS, TuneResult, tune
 from eexit_cli.errors import InfeasibleBudgetError
 
+from conftest import random_problem
+
 REFDATA = Path(__file__).resolve().parents[1].parent / "shared" / "refdata"
-
-
-def _problem(n_exits, n_samples, seed, ties=False):
-    rng = np.random.default_rng(seed)
-    difficulty = rng.random(n_samples)
-    scores = np.clip(0.5 * rng.random((n_exits, n_samples)) + 0.5 * (1 - difficulty)
-                     + 0.1 * np.arange(n_exits)[:, None] * rng.random((n_exits, n_samples)), 0, 1)
-    if ties:
-        scores = np.round(scores, 2)
-    correct = rng.random((n_exits, n_samples)) < 0.4 + 0.5 * scores
-    costs = np.cumsum(rng.uniform(0.3, 1.0, n_exits))
-    return scores, correct, costs
 
 
 def _exhaustive_best(scores, correct, costs, budget):
@@ -47,7 +37,7 @@ def _exhaustive_best(scores, correct, costs, budget):
 # ------------------------------------------------------------------ warm start
 @pytest.mark.parametrize("n_exits", [3, 5, 17])
 def test_warm_start_root_meets_constraint(n_exits):
-    scores, correct, costs = _problem(n_exits, 500, n_exits)
+    scores, correct, costs = random_problem(n_exits, 500, n_exits)
     budget = costs[0] + 0.4 * (costs[-1] - costs[0])
     sp = SmoothProblem(scores, correct, costs, budget, k=100.0)
     ws = warm_start(sp, 0.0, 1.0)
@@ -57,7 +47,7 @@ def test_warm_start_root_meets_constraint(n_exits):
 
 
 def test_warm_start_without_sign_change():
-    scores, correct, costs = _problem(4, 300, 1)
+    scores, correct, costs = random_problem(4, 300, 1)
     low = SmoothProblem(scores, correct, costs, costs[0] * 0.5, k=100.0)
     ws = warm_start(low, 0.0, 1.0)
     assert ws.status == "budget_below_range" and ws.step == 0.0
@@ -68,7 +58,7 @@ def test_warm_start_without_sign_change():
 
 
 def test_ippp_runs_T_iterations_without_tol_and_stays_in_box():
-    scores, correct, costs = _problem(5, 400, 2)
+    scores, correct, costs = random_problem(5, 400, 2)
     sp = SmoothProblem(scores, correct, costs, costs.mean(), k=100.0)
     res = ippp(sp, np.full(4, 0.5), 0.0, 1.0, T=7, J=3, tol=0.0)
     assert res.iterations == 7 and not res.converged
@@ -79,7 +69,7 @@ def test_ippp_runs_T_iterations_without_tol_and_stays_in_box():
 # ------------------------------------------------------------- exact machinery
 @pytest.mark.parametrize("seed", range(6))
 def test_polished_result_is_exhaustive_optimum(seed):
-    scores, correct, costs = _problem(3, 200, seed, ties=seed % 2 == 0)
+    scores, correct, costs = random_problem(3, 200, seed, ties=seed % 2 == 0)
     budget = costs[0] + np.random.default_rng(seed).uniform(0.1, 0.9) * (costs[-1] - costs[0])
     best = _exhaustive_best(scores, correct, costs, budget)
     res = tune(scores, correct, costs, budget)
@@ -92,7 +82,7 @@ def test_polished_result_is_exhaustive_optimum(seed):
 def test_pair_sweep_is_best_cell_of_its_grid(seed, pair):
     # grids smaller than the exits (exhaustive=0), so the sweep works on a
     # subset of candidates; it must return the best feasible cell of that subset
-    scores, correct, costs = _problem(5, 400, 20 + seed, ties=seed % 2 == 1)
+    scores, correct, costs = random_problem(5, 400, 20 + seed, ties=seed % 2 == 1)
     budget = costs[0] + 0.35 * (costs[-1] - costs[0])
     hp = HardProblem(scores, correct, costs, budget)
     st = hp.repair(np.full(4, 0.7))[0]
@@ -113,7 +103,7 @@ def test_pair_sweep_is_best_cell_of_its_grid(seed, pair):
 
 
 def test_polish_of_a_stuck_state_resumes_at_the_next_level():
-    scores, correct, costs = _problem(4, 500, 3)
+    scores, correct, costs = random_problem(4, 500, 3)
     budget = costs[0] + 0.4 * (costs[-1] - costs[0])
     hp = HardProblem(scores, correct, costs, budget)
     st = hp.repair(np.full(3, 0.8))[0]
@@ -129,7 +119,7 @@ def test_polish_of_a_stuck_state_resumes_at_the_next_level():
 
 
 def test_repair_is_smallest_common_shift():
-    scores, correct, costs = _problem(4, 300, 7)
+    scores, correct, costs = random_problem(4, 300, 7)
     budget = costs[0] + 0.3 * (costs[-1] - costs[0])
     hp = HardProblem(scores, correct, costs, budget)
     t = np.full(3, 0.95)
@@ -152,7 +142,7 @@ def test_repair_is_smallest_common_shift():
     method=st.sampled_from(METHODS),
 )
 def test_hard_budget_always_holds(seed, n_exits, frac, method):
-    scores, correct, costs = _problem(n_exits, 150, seed, ties=seed % 3 == 0)
+    scores, correct, costs = random_problem(n_exits, 150, seed, ties=seed % 3 == 0)
     budget = costs[0] + frac * (costs[-1] - costs[0])
     res = tune(scores, correct, costs, budget, method=method, T=15, J=5)
     rep = replay(scores, correct, res.thresholds, costs)
@@ -164,7 +154,7 @@ def test_hard_budget_always_holds(seed, n_exits, frac, method):
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("factor", [1e9, 1e-3])
 def test_cost_unit_does_not_matter(method, factor):
-    scores, correct, costs = _problem(5, 1000, 11)
+    scores, correct, costs = random_problem(5, 1000, 11)
     budget = costs[0] + 0.35 * (costs[-1] - costs[0])
     a = tune(scores, correct, costs, budget, method=method)
     b = tune(scores, correct, costs * factor, budget * factor, method=method)
@@ -174,7 +164,7 @@ def test_cost_unit_does_not_matter(method, factor):
 
 
 def test_infeasible_budget_names_smallest_latency():
-    scores, correct, costs = _problem(3, 100, 0)
+    scores, correct, costs = random_problem(3, 100, 0)
     with pytest.raises(InfeasibleBudgetError, match=f"{costs[0]:.6g}"):
         tune(scores, correct, costs, costs[0] * 0.9)
 
@@ -182,7 +172,7 @@ def test_infeasible_budget_names_smallest_latency():
 @pytest.mark.parametrize("name", ["k", "T", "J", "gamma", "mu", "eta", "beta"])
 @pytest.mark.parametrize("value", [0, -1.0, float("nan")])
 def test_bad_parameters_raise_value_error(name, value):
-    scores, correct, costs = _problem(3, 50, 0)
+    scores, correct, costs = random_problem(3, 50, 0)
     with pytest.raises(ValueError, match=name):
         tune(scores, correct, costs, costs.mean(), **{name: value})
 
@@ -196,7 +186,7 @@ def test_bad_parameters_raise_value_error(name, value):
     ({"tol": -1.0}, "tol"),
 ])
 def test_bad_arguments_raise_value_error(kwargs, match):
-    scores, correct, costs = _problem(3, 50, 0)
+    scores, correct, costs = random_problem(3, 50, 0)
     args = {"budget": costs.mean(), **kwargs}
     budget = args.pop("budget")
     with pytest.raises(ValueError, match=match):
@@ -204,7 +194,7 @@ def test_bad_arguments_raise_value_error(kwargs, match):
 
 
 def test_bad_shapes_raise_value_error():
-    scores, correct, costs = _problem(3, 50, 0)
+    scores, correct, costs = random_problem(3, 50, 0)
     with pytest.raises(ValueError, match="costs"):
         tune(scores, correct, costs[:2], 1.0)
     with pytest.raises(ValueError, match="correct"):
@@ -212,7 +202,7 @@ def test_bad_shapes_raise_value_error():
 
 
 def test_budget_above_every_cost_and_warnings():
-    scores, correct, costs = _problem(4, 200, 3)
+    scores, correct, costs = random_problem(4, 200, 3)
     res = tune(scores, correct, costs, costs[-1] * 3)
     assert "cannot bind" in res.message
     best_single_exit = correct.mean(axis=1).max()
@@ -223,7 +213,7 @@ def test_budget_above_every_cost_and_warnings():
 
 
 def test_result_fields_and_json():
-    scores, correct, costs = _problem(5, 400, 4)
+    scores, correct, costs = random_problem(5, 400, 4)
     calls = []
     res = tune(scores, correct, costs, costs.mean(), progress=lambda d, t: calls.append((d, t)))
     assert isinstance(res, TuneResult)
@@ -240,7 +230,7 @@ def test_result_fields_and_json():
 
 
 def test_init_is_used_and_recorded():
-    scores, correct, costs = _problem(4, 300, 5)
+    scores, correct, costs = random_problem(4, 300, 5)
     budget = costs.mean()
     first = tune(scores, correct, costs, budget)
     again = tune(scores, correct, costs, budget * 1.01, init=first.thresholds)
@@ -250,7 +240,7 @@ def test_init_is_used_and_recorded():
 
 
 def test_score_range_outside_data_widened_with_warning():
-    scores, correct, costs = _problem(3, 100, 6)
+    scores, correct, costs = random_problem(3, 100, 6)
     res = tune(scores, correct, costs, costs.mean(), score_range=(0.2, 0.8))
     assert any("outside score_range" in w for w in res.warnings)
 
@@ -283,7 +273,7 @@ def test_reference_models_meet_budget_and_match_paper(name):
 def test_frontier_on_two_processes_matches_its_runs_done_in_order():
     from eexit_cli.core.frontier import tune_frontier
 
-    scores, correct, costs = _problem(4, 300, 11)
+    scores, correct, costs = random_problem(4, 300, 11)
     budgets = list(costs[0] + np.linspace(0.2, 0.8, 5) * (costs[-1] - costs[0]))
     two = tune_frontier(scores, correct, costs, budgets, jobs=2, T=20)
     assert [r.budget for r in two] == budgets
