@@ -111,17 +111,76 @@ class HardState:
 
 
 def _pair_index(index: np.ndarray, i: int, j: int, gi: np.ndarray, gj: np.ndarray):
-    """``make_index`` of a two-threshold sweep: cell ``a * gj.size + b`` of the table
-    is ``index`` with candidate ``gi[a]`` at threshold ``i`` and ``gj[b]`` at ``j``."""
-    kj = gj.size
+    """``make_index`` and ``order`` of a two-threshold sweep.
+
+    The tables of :func:`_pair_tables` hold cell ``b * gi.size + a`` for candidate
+    ``gi[a]`` at threshold ``i`` and ``gj[b]`` at ``j``; ties go to the smallest
+    ``a * gj.size + b`` (``a`` first)."""
+    ki, kj = gi.size, gj.size
 
     def make_index(f):
-        a, b = divmod(f, kj)
+        b, a = divmod(f, ki)
         out = index.copy()
         out[i], out[j] = gi[a], gj[b]
         return out
 
-    return make_index
+    def order(cells):
+        b, a = np.divmod(cells, ki)
+        return a * kj + b
+
+    return make_index, order
+
+
+def _floor_limit(x: float) -> int:
+    """The largest int64 ``v`` with ``float(v) <= x`` for integers below 2**53 in size."""
+    if x >= 2.0 ** 62:
+        return 2 ** 62
+    if x <= -(2.0 ** 62):
+        return -(2 ** 62)
+    return math.floor(x)
+
+
+def _prefix(rho, w, k: int) -> np.ndarray:
+    """(Q, k) int64: entry ``[q, a]`` sums ``w[q]`` over the samples with ``rho <= a``.
+
+    ``rho`` holds values in ``0..k``; ``w`` (Q, S) integer-valued floats (exact sums)."""
+    nq = w.shape[0]
+    if nq == 1:
+        h = np.bincount(rho, weights=w[0], minlength=k + 1)
+    else:
+        flat = rho + (np.arange(nq, dtype=np.intp) * (k + 1))[:, None]
+        h = np.bincount(flat.reshape(-1), weights=w.reshape(-1), minlength=nq * (k + 1))
+    out = h.reshape(nq, k + 1)[:, :k].astype(np.int64)
+    return np.cumsum(out, axis=1, out=out)
+
+
+def _pair_tables(rho_i, rho_j, d2, ki: int, kj: int, c1):
+    """The tables of a two-threshold sweep as ``(neg, off)``: entry ``[q, a]`` of
+
+        ``c1[q, a]`` plus the sum of ``d2[q]`` over the samples with ``rho_i <= a``
+        and ``rho_j > b``
+
+    is ``off[q, a] - neg[q, b, a]``; ``neg`` (Q, kj, ki) and ``off`` (Q, ki), int64.
+
+    ``rho_i`` in ``0..ki``, ``rho_j`` in ``0..kj``; ``d2`` (Q, S) integer-valued floats
+    (exact sums); ``c1`` (Q, ki) int64.  One histogram for every quantity, a running
+    sum over ``a`` (along rows: numpy adds whole rows), then one over ``b`` written
+    transposed, so that it too adds whole rows; ``neg`` holds the sums over
+    ``rho_j <= b``, ``off`` the totals over every ``b`` plus ``c1``.
+    """
+    nq = d2.shape[0]
+    cells = (ki + 1) * (kj + 1)
+    flat = rho_i.astype(np.intp) * (kj + 1)
+    flat += rho_j
+    if nq > 1:
+        flat = (flat + (np.arange(nq, dtype=np.intp) * cells)[:, None]).reshape(-1)
+    h = np.bincount(flat, weights=d2.reshape(-1), minlength=nq * cells)
+    h = h.astype(np.int64).reshape(nq, ki + 1, kj + 1)
+    np.cumsum(h, axis=1, out=h)  # rho_i <= a
+    c = np.empty((nq, kj + 1, ki), dtype=np.int64)
+    np.cumsum(h[:, :ki, :], axis=2, out=c.transpose(0, 2, 1))  # rho_j <= b
+    off = c[:, kj, :] + c1
+    return c[:, :kj, :], off
 
 
 class HardProblem:
@@ -225,12 +284,18 @@ class HardProblem:
             self._icost[r] = np.rint(rows[r] * self._scale[r])
         with np.errstate(invalid="ignore"):
             self._ibound = bounds * self._scale * m
+        self._icost_int = self._icost.astype(np.int64)
+        # a fixed-point total v (an integer below 2**53) meets row r when
+        # v <= _ibound[r] * (1 + 1e-12), i.e. when v <= _ilimit[r] (None: no bound)
+        self._ilimit = [_floor_limit(b * (1.0 + 1e-12)) if math.isfinite(b) else None
+                        for b in self._ibound]
         self._corr_flat = self.correct.reshape(-1)
         self._exit_dtype = np.int8 if n <= 127 else np.int16
         self._exit = None  # exits of the current state
         self._exit_owner = None
         self._current = None
         self._serial = 0
+        self._wprep = None  # what the window sweeps (i, j) share, for one state and i
         self.evaluations = 0
         self.moves = 0
         self.pair_sweeps = 0
@@ -364,6 +429,13 @@ class HardProblem:
     def _next_after(self, n: int, sub, index) -> np.ndarray:
         """Exit taken by the samples ``sub`` once they pass exit ``n``."""
         ne = self.n_exits - 1
+        k = ne - n - 1
+        if 0 < k and sub.size * k <= 16_384:
+            # few samples: one comparison of every later exit, no loop over exits
+            lv = self._ranks[n + 1:ne, sub] > index[n + 1:ne, None]
+            first = lv.argmax(axis=0)
+            first += n + 1
+            return np.where(lv.any(axis=0), first, ne).astype(self._exit_dtype)
         out = np.full(sub.size, ne, dtype=self._exit_dtype)
         pending = sub
         pos = np.arange(sub.size)
@@ -495,52 +567,79 @@ class HardProblem:
         return out
 
     def _totals(self, st: HardState) -> np.ndarray:
-        """Hits and fixed-point row totals of a state (exact integers in float64)."""
-        out = np.empty(self._n_q())
-        out[0] = st.hits
-        out[1:] = self._icost @ st.counts.astype(np.float64)
+        """Hits and fixed-point row totals of a state (exact, int64; kept with the state)."""
+        out = st._cache.get("totals")
+        if out is None:
+            out = np.empty(self._n_q(), dtype=np.int64)
+            out[0] = st.hits
+            out[1:] = self._icost_int @ st.counts
+            st._cache["totals"] = out
         return out
 
     # ---------------------------------------------------------------- choice
-    def _choose(self, st, tables, make_index, order=None):
-        """Pick the best feasible cell of ``tables`` (1 + R, cells); verify it exactly.
+    def _choose(self, st, neg, off, make_index, order=None):
+        """Pick the best feasible cell of the tables ``off[q, None, :] - neg[q]``;
+        verify it exactly.
 
-        Best = the objective, then its tie-break, then the first cell in
-        ``order`` (a function of flat cell indices returning their rank;
-        default: the flat index).  Only cells strictly better than ``st`` are
-        evaluated; ``make_index`` maps a flat index to candidate indices.
+        ``neg`` (1 + R, rows, cols) and ``off`` (1 + R, cols) hold exact integers
+        (int64): hits, then the fixed-point rows.  Best = the objective, then its
+        tie-break, then the first cell in ``order`` (a function of flat cell
+        indices, ``row * cols + col``, returning their rank; default: the flat
+        index).  Only cells strictly better than ``st`` are evaluated;
+        ``make_index`` maps a flat index to candidate indices.  The tables are
+        only compared with bounds (``neg >= off - bound``) until the few cells
+        that can beat ``st`` are known.
         """
-        hits = tables[0]
-        ok = np.ones(hits.shape, dtype=bool)
-        for r in range(self.n_rows):
-            b = self._ibound[r]
-            if math.isfinite(b):
-                ok &= tables[1 + r] <= b * (1.0 + 1e-12)
-        if self.min_hits is not None:
-            ok &= hits >= self.min_hits
-        if self.objective == "accuracy":
-            prim, sec = hits, -tables[1]
-        else:
-            prim, sec = -tables[1], hits
         cur = self._totals(st)
-        cur_p, cur_s = (cur[0], -cur[1]) if self.objective == "accuracy" else (-cur[1], cur[0])
-        pm = np.where(ok, prim, -np.inf)
+        cur_h, cur_l = int(cur[0]), int(cur[1])
+        acc = self.objective == "accuracy"
+        # (quantity, upper bound?, bound) that a cell must meet to beat st (or tie it)
+        conds = []
+        lo_h = self.min_hits
+        if acc:
+            lo_h = cur_h if lo_h is None else max(lo_h, cur_h)
+        for r, lim in enumerate(self._ilimit):
+            if r == 0 and not acc:
+                lim = cur_l if lim is None else min(lim, cur_l)
+            if lim is not None:
+                conds.append((1 + r, True, lim))
+        if lo_h is not None:
+            conds.append((0, False, lo_h))
+        mask = None
+        for q, upper, bound in conds:
+            thr = off[q] - bound
+            m = np.greater_equal(neg[q], thr) if upper else np.less_equal(neg[q], thr)
+            mask = m if mask is None else np.logical_and(mask, m, out=mask)
+        if mask is None:
+            cand = np.arange(neg[0].size)
+        else:
+            cand = np.flatnonzero(mask)
+        if cand.size == 0:
+            return st
+        col = cand % off.shape[-1]
+        hits = off[0, col] - neg[0].reshape(-1)[cand]
+        lat = off[1, col] - neg[1].reshape(-1)[cand]
+        if acc:
+            prim, sec, cur_p, cur_s = hits, -lat, cur_h, -cur_l
+        else:
+            prim, sec, cur_p, cur_s = -lat, hits, -cur_l, cur_h
+        low = -(2 ** 62)  # below every total
         for _ in range(4):
-            best = pm.max()
-            if not best >= cur_p:
+            best = int(prim.max())
+            if best < cur_p or best == low:
                 return st
-            cand = np.flatnonzero(pm == best)
-            sc = sec[cand]
-            top = sc.max()
+            sel = np.flatnonzero(prim == best)
+            sc = sec[sel]
+            top = int(sc.max())
             if best == cur_p and not top > cur_s:
                 return st
-            cand = cand[sc == top]
-            f = int(cand[0] if order is None or cand.size == 1 else cand[np.argmin(order(cand))])
-            new, delta = self._try(st, make_index(f))
+            sel = sel[sc == top]
+            k = int(sel[0] if order is None or sel.size == 1 else sel[np.argmin(order(cand[sel]))])
+            new, delta = self._try(st, make_index(int(cand[k])))
             if delta is not None and self.feasible(new) and new.key() > st.key():
                 self._commit(new, delta)
                 return new
-            pm[f] = -np.inf  # fixed-point rounding made it look better than it is
+            prim[k] = low  # fixed-point rounding made it look better than it is
         return st
 
     # ---------------------------------------------------------------- sweeps
@@ -564,20 +663,18 @@ class HardProblem:
         # gain of leaving at n rather than passing, summed over the samples ranked above k
         w = self._values_here(n, sub)
         w -= self._values_at(e1, sub)
-        gains = np.empty((self._n_q(), size))
-        for q in range(self._n_q()):
-            h = np.bincount(rk, weights=w[q], minlength=size)
-            np.cumsum(h, out=h)
-            np.subtract(h[-1], h, out=gains[q])
+        # h[q, k]: the gain summed over the samples ranked at most k, which pass
+        h = _prefix(rk, w, size)
         k_now = int(st.index[n])
-        tables = gains + (self._totals(st) - gains[:, k_now])[:, None]
+        # tables[q, k] = totals - h[q, k] + h[q, k_now]
+        off = (self._totals(st) + h[:, k_now])[:, None]
 
         def make_index(k):
             out = st.index.copy()
             out[n] = k
             return out
 
-        return self._choose(st, tables, make_index)
+        return self._choose(st, h[:, None, :], off, make_index)
 
     @staticmethod
     def _lut(grid, size):
@@ -641,15 +738,14 @@ class HardProblem:
         v_e1 = self._values_at(e1, sub)
         ki = gi.size
         # everyone reaching i leaves at i, plus what passing adds for rho_i <= a
-        base = self._totals(st) - self._values_at(self._exit[sub], sub).sum(axis=1) + v_i.sum(axis=1)
-        d1 = v_e1 - v_i
-        c1 = np.empty((self._n_q(), ki))
-        for q in range(self._n_q()):
-            c1[q] = np.cumsum(np.bincount(rho, weights=d1[q], minlength=ki + 1))[:ki]
+        base = self._totals(st) + (v_i.sum(axis=1)
+                                   - self._values_at(self._exit[sub], sub).sum(axis=1)).astype(np.int64)
+        c1 = _prefix(rho, v_e1 - v_i, ki)
+        c1 += base[:, None]
         # number of samples passing from i to at least exit j, for j = 0..N-1
         depth = np.searchsorted(-e1.astype(np.int16), -np.arange(self.n_exits), side="right")
         return {"serial": st._cache["serial"], "sub": sub, "e1": e1, "rho": rho, "gi": gi,
-                "v_e1": v_e1, "c1": c1 + base[:, None], "depth": depth}
+                "v_e1": v_e1, "c1": c1, "depth": depth}
 
     def pair_grids(self, st: HardState, i: int, j: int, *, local: int = 32, coarse: int = 96,
                    exhaustive: int = 256):
@@ -695,28 +791,41 @@ class HardProblem:
         v_z = prep["v_e1"][:, :cnt].copy()
         if at_j < cnt:
             v_z[:, at_j:] = self._values_at(z[at_j:], sub[at_j:])
-            corr = v_z[:, at_j:] - prep["v_e1"][:, at_j:cnt]
-            c1 = c1.copy()
-            for q in range(self._n_q()):
-                c1[q] += np.cumsum(np.bincount(rho_i[at_j:], weights=corr[q], minlength=ki + 1))[:ki]
+            c1 = c1 + _prefix(rho_i[at_j:], v_z[:, at_j:] - prep["v_e1"][:, at_j:cnt], ki)
         rk_j = self._ranks[j, sub]
         gj = self._grid(j, int(st.index[j]), rk_j, local, coarse, exhaustive)
         kj = gj.size
         rho_j = self._rho(gj, j, rk_j)
         d2 = self._values_here(j, sub)
         d2 -= v_z
-        flat = rho_i.astype(np.int64) * (kj + 1)
-        flat += rho_j
-        tables = np.empty((self._n_q(), ki, kj))
-        for q in range(self._n_q()):
-            h = np.bincount(flat, weights=d2[q], minlength=(ki + 1) * (kj + 1))
-            h = h.reshape(ki + 1, kj + 1)[:ki]
-            np.cumsum(h, axis=0, out=h)  # rho_i <= a
-            cs = np.cumsum(h, axis=1)  # rho_j <= b
-            # samples with rho_j > b leave at j
-            np.subtract(cs[:, -1:], cs[:, :kj], out=tables[q])
-            tables[q] += c1[q][:, None]
-        return self._choose(st, tables.reshape(self._n_q(), -1), _pair_index(st.index, i, j, gi, gj))
+        # samples with rho_i <= a pass i; those with rho_j > b then leave at j
+        return self._choose(st, *_pair_tables(rho_i, rho_j, d2, ki, kj, c1),
+                            *_pair_index(st.index, i, j, gi, gj))
+
+    def _window_prep(self, st: HardState, i: int, local: int) -> dict:
+        """What the window sweeps ``(i, j)`` share for state ``st``: the samples ranked
+        inside the window at ``i`` that reach ``i``, and what passing ``i`` does to them.
+        The last one is kept (the polish sweeps every ``j`` of one ``i`` in a row)."""
+        key = (st._cache["serial"], i, local)
+        if self._wprep is not None and self._wprep[0] == key:
+            return self._wprep[1]
+        ex = self._load(st)
+        idx = st.index
+        gi = self._grid(i, int(idx[i]), None, local, 0, 0)
+        sub = self._band(i, int(gi[0]), int(gi[-1]))
+        sub = sub[ex[sub] >= i]
+        e1 = ex[sub]
+        at = np.flatnonzero(e1 == i)
+        if at.size:
+            e1[at] = self._next_after(i, sub[at], idx)
+        v_i = self._values_here(i, sub)
+        # everyone in sub leaves at i: the totals without what they do now
+        part = self._totals(st) + (v_i.sum(axis=1) - self._values_at(ex[sub], sub).sum(axis=1)
+                                   ).astype(np.int64)
+        prep = {"gi": gi, "sub": sub, "e1": e1, "v_i": v_i, "v_e1": self._values_at(e1, sub),
+                "rho": np.searchsorted(gi, self._ranks[i, sub], side="left"), "part": part}
+        self._wprep = (key, prep)
+        return prep
 
     def _sweep_window(self, st: HardState, i: int, j: int, local: int) -> HardState:
         """:meth:`sweep_pair` over windows of ``local`` candidates on each side.
@@ -724,52 +833,53 @@ class HardProblem:
         Only the samples ranked inside a window can change across the grid: at
         ``i``, those reaching ``i``; at ``j``, those that pass from ``i`` to ``j``
         (and do not always leave at ``i``).  They are read from the orders by
-        rank, so the sweep costs O(window samples), whatever M.
+        rank, so the sweep costs O(window samples), whatever M.  What depends on
+        ``i`` alone is shared by the sweeps of every ``j`` (:meth:`_window_prep`).
         """
         ex = self._load(st)
         idx = st.index
-        gi = self._grid(i, int(idx[i]), None, local, 0, 0)
+        wp = self._window_prep(st, i, local)
+        gi = wp["gi"]
         gj = self._grid(j, int(idx[j]), None, local, 0, 0)
         ki, kj = gi.size, gj.size
-        band_i = self._band(i, int(gi[0]), int(gi[-1]))
-        band_j = self._band(j, int(gj[0]), int(gj[-1]))
-        # those ranked inside the window at i are in band_i already; those above it
-        # always leave at i
-        band_j = band_j[self._ranks[i, band_j] <= gi[0]]
-        sub = np.concatenate([band_i, band_j])
-        sub = sub[ex[sub] >= i]
-        if sub.size == 0:
+        # ranked inside the window at j, reaching i and passing it for every grid
+        # candidate (those ranked inside the window at i are in wp["sub"] already;
+        # those above it always leave at i)
+        bj = self._band(j, int(gj[0]), int(gj[-1]))
+        bj = bj[(self._ranks[i, bj] <= gi[0]) & (ex[bj] >= i)]
+        if bj.size == 0 and wp["sub"].size == 0:
             return st
-        e1 = ex[sub]
-        at = np.flatnonzero(e1 == i)
-        if at.size:
-            e1[at] = self._next_after(i, sub[at], idx)
-        through = e1 >= j
-        z = e1.copy()
+        base = wp["part"]
+        if bj.size:
+            e1j = ex[bj]
+            at = np.flatnonzero(e1j == i)
+            if at.size:
+                e1j[at] = self._next_after(i, bj[at], idx)
+            v_ij = self._values_here(i, bj)
+            v_e1j = self._values_at(e1j, bj)
+            base = base + (v_ij.sum(axis=1) - self._values_at(ex[bj], bj).sum(axis=1)).astype(np.int64)
+            sub = np.concatenate([wp["sub"], bj])
+            e1 = np.concatenate([wp["e1"], e1j])
+            v_i = np.concatenate([wp["v_i"], v_ij], axis=1)
+            v_z = np.concatenate([wp["v_e1"], v_e1j], axis=1)
+            # ranked at most gi[0] at i: they pass i for every grid candidate
+            rho_i = np.concatenate([wp["rho"], np.zeros(bj.size, dtype=wp["rho"].dtype)])
+        else:
+            sub, e1, v_i, rho_i = wp["sub"], wp["e1"], wp["v_i"], wp["rho"]
+            v_z = wp["v_e1"].copy()
+        # z: where they go when they pass j too (e1, unless they left at j)
         at = np.flatnonzero(e1 == j)
         if at.size:
-            z[at] = self._next_after(j, sub[at], idx)
-        v_i = self._values_here(i, sub)
-        v_e1 = self._values_at(e1, sub)
-        v_z = self._values_at(z, sub)
+            v_z[:, at] = self._values_at(self._next_after(j, sub[at], idx), sub[at])
         # everyone in sub leaves at i, plus what passing adds for rho_i <= a
-        base = self._totals(st) - self._values_at(ex[sub], sub).sum(axis=1) + v_i.sum(axis=1)
-        rho_i = np.searchsorted(gi, self._ranks[i, sub], side="left")
-        d1 = np.where(through, v_z, v_e1) - v_i
-        t = np.flatnonzero(through)
+        c1 = _prefix(rho_i, v_z - v_i, ki)
+        c1 += base[:, None]
+        t = np.flatnonzero(e1 >= j)
         rho_j = np.searchsorted(gj, self._ranks[j, sub[t]], side="left")
-        d2 = self._values_here(j, sub[t]) - v_z[:, t]
-        flat = rho_i[t].astype(np.int64) * (kj + 1) + rho_j
-        tables = np.empty((self._n_q(), ki, kj))
-        for q in range(self._n_q()):
-            c1 = np.cumsum(np.bincount(rho_i, weights=d1[q], minlength=ki + 1))[:ki]
-            h = np.bincount(flat, weights=d2[q], minlength=(ki + 1) * (kj + 1))
-            h = h.reshape(ki + 1, kj + 1)[:ki]
-            np.cumsum(h, axis=0, out=h)
-            cs = np.cumsum(h, axis=1)
-            np.subtract(cs[:, -1:], cs[:, :kj], out=tables[q])
-            tables[q] += (c1 + base[q])[:, None]
-        return self._choose(st, tables.reshape(self._n_q(), -1), _pair_index(idx, i, j, gi, gj))
+        d2 = self._values_here(j, sub[t])
+        d2 -= v_z[:, t]
+        return self._choose(st, *_pair_tables(rho_i[t], rho_j, d2, ki, kj, c1),
+                            *_pair_index(idx, i, j, gi, gj))
 
     # ------------------------------------------------------------------ polish
     def polish(self, st: HardState, *, levels=((8, 24), (32, 96)), exhaustive: int = 256,

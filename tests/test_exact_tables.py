@@ -1,0 +1,167 @@
+"""The tables of the exact sweeps: every cell holds the exact totals of its state.
+
+The sweeps fill hit and fixed-point row tables with histograms and running sums
+in int64 and compare them with the bounds before reading any cell; these tests
+check the tables cell by cell against full evaluations (hits and the
+fixed-point totals ``icost @ counts``), with a tail row and both objectives."""
+
+import numpy as np
+import pytest
+
+from eexit_cli.core import exact
+from eexit_cli.core.exact import HardProblem, _pair_tables, _prefix
+
+from conftest import random_problem
+
+
+def _rows(costs, seed):
+    rng = np.random.default_rng(seed)
+    x = int(rng.integers(0, costs.size - 1))
+    rows = np.vstack([costs, (costs > costs[x]).astype(float)])
+    bounds = np.array([costs[0] + rng.uniform(0.3, 0.8) * (costs[-1] - costs[0]), rng.uniform(0.2, 0.7)])
+    return rows, bounds
+
+
+def _exact_totals(hp, idx):
+    st = hp.state(idx)
+    return np.concatenate([[st.hits], hp._icost_int @ st.counts])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_prefix_and_pair_tables_match_direct_sums(seed):
+    rng = np.random.default_rng(seed)
+    nq = 1 + seed % 3
+    ki, kj, s = int(rng.integers(1, 9)), int(rng.integers(1, 9)), int(rng.integers(0, 60))
+    rho_i = rng.integers(0, ki + 1, s)
+    rho_j = rng.integers(0, kj + 1, s)
+    # hits-like and large fixed-point-like weights, of either sign
+    d2 = np.vstack([rng.integers(-1, 2, s)] + [rng.integers(-2 ** 45, 2 ** 45, s) for _ in range(nq - 1)])
+    d2 = d2.astype(np.float64)
+    c1 = rng.integers(-2 ** 50, 2 ** 50, (nq, ki))
+    pre = _prefix(rho_i, d2, ki)
+    neg, off = _pair_tables(rho_i, rho_j, d2, ki, kj, c1)
+    assert pre.dtype == np.int64 and neg.dtype == np.int64 and off.dtype == np.int64
+    assert neg.shape == (nq, kj, ki) and off.shape == (nq, ki)
+    d2i = d2.astype(np.int64)
+    for q in range(nq):
+        for a in range(ki):
+            assert pre[q, a] == d2i[q][rho_i <= a].sum()
+            for b in range(kj):
+                want = c1[q, a] + d2i[q][(rho_i <= a) & (rho_j > b)].sum()
+                assert off[q, a] - neg[q, b, a] == want
+
+
+def _record(monkeypatch):
+    """Capture every table _choose sees, as (neg, off, make_index)."""
+    seen = []
+    original = HardProblem._choose
+
+    def spy(self, st, neg, off, make_index, order=None):
+        seen.append((neg.copy(), off.copy(), make_index, st.index.copy()))
+        return original(self, st, neg, off, make_index, order)
+
+    monkeypatch.setattr(exact.HardProblem, "_choose", spy)
+    return seen
+
+
+def _check_cells(hp, seen):
+    assert seen
+    for neg, off, make_index, _ in seen:
+        cols = neg.shape[-1]
+        for f in range(neg[0].size):
+            r, c = divmod(f, cols)
+            want = _exact_totals(hp, make_index(f))
+            got = off[:, c if off.shape[-1] > 1 else 0] - neg[:, r, c]
+            np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("coarse", [0, 5])
+def test_pair_sweep_tables_hold_exact_totals(seed, coarse, monkeypatch):
+    # coarse=0: the window sweep (samples read by rank); coarse=5: window plus quantiles
+    scores, correct, costs = random_problem(5, 250, 300 + seed, ties=seed % 2 == 1)
+    rows, bounds = _rows(costs, seed)
+    hp = HardProblem(scores, correct, rows, bounds)
+    rng = np.random.default_rng(seed)
+    sizes = np.array([hp.n_candidates(n) for n in range(4)])
+    seen = _record(monkeypatch)
+    for _ in range(2):
+        st = hp.state(rng.integers(0, sizes))
+        for i, j in [(0, 1), (0, 3), (1, 2), (2, 3)]:
+            hp.sweep_pair(st, i, j, local=2, coarse=coarse, exhaustive=0)
+            st = hp.state(st.index)  # a fresh current state for the next sweep
+    _check_cells(hp, seen)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_single_sweep_tables_hold_exact_totals(seed, monkeypatch):
+    scores, correct, costs = random_problem(4, 150, 400 + seed, ties=seed % 2 == 0)
+    rows, bounds = _rows(costs, seed)
+    hp = HardProblem(scores, correct, rows, bounds)
+    rng = np.random.default_rng(seed)
+    sizes = np.array([hp.n_candidates(n) for n in range(3)])
+    seen = _record(monkeypatch)
+    st = hp.state(rng.integers(0, sizes))
+    for n in range(3):
+        hp.sweep_one(hp.state(st.index), n)
+    _check_cells(hp, seen)
+
+
+def _best_of_grid(hp, st, i, j, gi, gj):
+    best = st
+    for a in gi:
+        for b in gj:
+            idx = st.index.copy()
+            idx[i], idx[j] = a, b
+            cand = hp.state(idx)
+            if hp.feasible(cand) and cand.key() > best.key():
+                best = cand
+    return best
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("coarse", [0, 5])
+def test_cost_objective_pair_sweep_is_best_cell_of_its_grid(seed, coarse):
+    scores, correct, costs = random_problem(5, 300, 500 + seed, ties=seed % 2 == 0)
+    rows, bounds = _rows(costs, seed)
+    bounds[0] = np.inf
+    plain = HardProblem(scores, correct, rows, bounds)
+    start = plain.repair(np.full(4, 0.8))[0]
+    min_hits = int(start.hits * 0.97)
+    hp = HardProblem(scores, correct, rows, bounds, objective="cost", min_hits=min_hits)
+    st = hp.state(start.index)
+    if not hp.feasible(st):
+        pytest.skip("no feasible start")
+    for i, j in [(0, 1), (1, 3)]:
+        gi, gj = hp.pair_grids(st, i, j, local=2, coarse=coarse, exhaustive=0)
+        best = _best_of_grid(hp, hp.state(st.index), i, j, gi, gj)
+        out = hp.sweep_pair(hp.state(st.index), i, j, local=2, coarse=coarse, exhaustive=0)
+        assert hp.feasible(out) and out.hits >= min_hits
+        assert out.key() == best.key()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_pair_sweep_ties_go_to_the_first_cell(seed):
+    # many ties (coarse scores, one row): the chosen cell is the first of the best in
+    # (candidate at i, candidate at j) order, whatever the layout of the tables
+    scores, correct, costs = random_problem(4, 200, 600 + seed, ties=True)
+    scores = np.round(scores, 1)
+    budget = costs[0] + 0.5 * (costs[-1] - costs[0])
+    hp = HardProblem(scores, correct, costs, budget)
+    st = hp.repair(np.full(3, 0.7))[0]
+    for i, j in [(0, 1), (0, 2), (1, 2)]:
+        st = hp.state(st.index)
+        gi, gj = hp.pair_grids(st, i, j, local=2, coarse=3, exhaustive=0)
+        first = None
+        for a in gi:
+            for b in gj:
+                idx = st.index.copy()
+                idx[i], idx[j] = a, b
+                cand = hp.state(idx)
+                if hp.feasible(cand) and (first is None or cand.key() > first.key()):
+                    first = cand
+        out = hp.sweep_pair(hp.state(st.index), i, j, local=2, coarse=3, exhaustive=0)
+        if first.key() > st.key():
+            np.testing.assert_array_equal(out.index, first.index)
+        else:
+            assert out.key() == st.key()
