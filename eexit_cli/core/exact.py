@@ -66,6 +66,7 @@ integer below 2**52, exact in float64).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -129,6 +130,20 @@ def _pair_index(index: np.ndarray, i: int, j: int, gi: np.ndarray, gj: np.ndarra
         return a * kj + b
 
     return make_index, order
+
+
+@functools.lru_cache(maxsize=512)
+def _quantile_positions(size: int, coarse: int):
+    """Stride and sorted positions of the ``coarse`` quantiles of ``size`` values
+    (in the strided subset of at most 8,192 of them) that the pair grids use."""
+    levels = np.ceil(np.linspace(0.0, size, coarse))
+    levels = levels[levels > 0]
+    stride = -(-size // 8192)
+    n_pick = -(-size // stride)
+    pos = np.unique(np.ceil(levels * (n_pick / size)).astype(np.intp) - 1)
+    pos = pos[(pos >= 0) & (pos < n_pick)]
+    pos.flags.writeable = False
+    return stride, pos
 
 
 def _floor_limit(x: float) -> int:
@@ -257,7 +272,10 @@ class HardProblem:
         ne = n - 1
         self._values = []
         itype = np.int32 if m < 2**31 - 1 else np.int64
-        self._ranks = np.empty((ne, m), dtype=itype)
+        # one more row, of ones, for the last exit: every sample that gets there leaves
+        self._ranks_pad = np.empty((n, m), dtype=itype)
+        self._ranks_pad[ne] = 1
+        self._ranks = self._ranks_pad[:ne]
         # samples by rank at each exit, and where each rank starts in that order:
         # the samples ranked in (lo, hi] are _order[n][_pos[n][lo]:_pos[n][hi]]
         self._order = np.empty((ne, m), dtype=itype)
@@ -431,11 +449,14 @@ class HardProblem:
         ne = self.n_exits - 1
         k = ne - n - 1
         if 0 < k and sub.size * k <= 16_384:
-            # few samples: one comparison of every later exit, no loop over exits
-            lv = self._ranks[n + 1:ne, sub] > index[n + 1:ne, None]
-            first = lv.argmax(axis=0)
-            first += n + 1
-            return np.where(lv.any(axis=0), first, ne).astype(self._exit_dtype)
+            # few samples: one comparison of every later exit (and of the last, which
+            # everyone leaves), no loop over exits
+            thr = np.zeros(k + 1, dtype=np.intp)
+            thr[:k] = index[n + 1:ne]
+            lv = self._ranks_pad[n + 1:, sub] > thr[:, None]
+            out = lv.argmax(axis=0).astype(self._exit_dtype)
+            out += n + 1
+            return out
         out = np.full(sub.size, ne, dtype=self._exit_dtype)
         pending = sub
         pos = np.arange(sub.size)
@@ -703,14 +724,10 @@ class HardProblem:
             return np.arange(lo, hi, dtype=np.intp)
         parts = [np.arange(lo, hi, dtype=np.intp), np.array([0, size - 1], dtype=np.intp)]
         if ranks.size > 0 and coarse > 0:
-            levels = np.ceil(np.linspace(0.0, ranks.size, coarse))
-            levels = levels[levels > 0]
             # quantiles only place grid points: those of an evenly strided subset of
             # at most 8,192 samples serve as well, at a fraction of the cost
-            stride = -(-ranks.size // 8192)
+            stride, pos = _quantile_positions(ranks.size, coarse)
             pick = ranks[::stride] if stride > 1 else ranks
-            pos = np.unique(np.ceil(levels * (pick.size / ranks.size)).astype(np.intp) - 1)
-            pos = pos[(pos >= 0) & (pos < pick.size)]
             # one sort: much faster than a partition at ~100 positions, same values
             q = np.sort(pick)[pos].astype(np.intp)
             np.minimum(q, size - 1, out=q)
