@@ -165,3 +165,49 @@ def test_pair_sweep_ties_go_to_the_first_cell(seed):
             np.testing.assert_array_equal(out.index, first.index)
         else:
             assert out.key() == st.key()
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("objective", ["accuracy", "cost"])
+def test_window_tables_of_every_j_hold_exact_totals(seed, objective):
+    # the window sweeps (i, j) of one state and i are tabulated at once
+    scores, correct, costs = random_problem(6, 300, 700 + seed, ties=seed % 2 == 1)
+    rows, bounds = _rows(costs, seed)
+    kw = {}
+    if objective == "cost":
+        bounds[0] = np.inf
+    hp0 = HardProblem(scores, correct, rows, bounds)
+    rng = np.random.default_rng(seed)
+    sizes = np.array([hp0.n_candidates(n) for n in range(5)])
+    st0 = hp0.state(rng.integers(0, sizes))
+    if objective == "cost":
+        kw = {"objective": "cost", "min_hits": int(st0.hits * 0.95)}
+    hp = HardProblem(scores, correct, rows, bounds, **kw)
+    local = 3
+    for i in range(3):
+        st = hp.state(st0.index)
+        js = list(range(i + 1, 5))
+        wt = hp._window_tables(st, i, js, local)
+        cur = hp._totals(st)
+        conds = hp._conditions(st)
+        gi = np.arange(max(0, st.index[i] - local), min(sizes[i], st.index[i] + local + 1))
+        for t, j in enumerate(js):
+            assert wt["lab"][j] == t
+            gj = np.arange(max(0, st.index[j] - local), min(sizes[j], st.index[j] + local + 1))
+            assert wt["kj"][t] == gj.size and wt["lo_j"][t] == gj[0]
+            beats = False
+            for a, ca in enumerate(gi):
+                for b, cb in enumerate(gj):
+                    idx = st.index.copy()
+                    idx[i], idx[j] = ca, cb
+                    want = _exact_totals(hp, idx)
+                    if "neg" in wt:
+                        got = wt["off"][t][:, a] - wt["neg"][t][:, b, a]
+                        np.testing.assert_array_equal(got, want)
+                    ok = all((want[q] <= bd) if up else (want[q] >= bd) for q, up, bd in conds)
+                    if ok:
+                        if objective == "accuracy":
+                            beats |= (want[0], -want[1]) > (cur[0], -cur[1])
+                        else:
+                            beats |= (-want[1], want[0]) > (-cur[1], cur[0])
+            assert bool(wt["better"][t]) == beats

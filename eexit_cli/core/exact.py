@@ -313,7 +313,7 @@ class HardProblem:
         self._exit_owner = None
         self._current = None
         self._serial = 0
-        self._wprep = None  # what the window sweeps (i, j) share, for one state and i
+        self._wtables = None  # the tables of the window sweeps (i, j) of one state and i
         self.evaluations = 0
         self.moves = 0
         self.pair_sweeps = 0
@@ -598,6 +598,25 @@ class HardProblem:
         return out
 
     # ---------------------------------------------------------------- choice
+    def _conditions(self, st):
+        """``(quantity, upper, bound)``: what a cell must meet to beat ``st`` or tie it,
+        ``quantity <= bound`` (upper) or ``>= bound``: every row within its limit,
+        ``min_hits``, and the objective no worse than ``st``'s."""
+        cur = self._totals(st)
+        acc = self.objective == "accuracy"
+        conds = []
+        lo_h = self.min_hits
+        if acc:
+            lo_h = int(cur[0]) if lo_h is None else max(lo_h, int(cur[0]))
+        for r, lim in enumerate(self._ilimit):
+            if r == 0 and not acc:
+                lim = int(cur[1]) if lim is None else min(lim, int(cur[1]))
+            if lim is not None:
+                conds.append((1 + r, True, lim))
+        if lo_h is not None:
+            conds.append((0, False, lo_h))
+        return conds
+
     def _choose(self, st, neg, off, make_index, order=None):
         """Pick the best feasible cell of the tables ``off[q, None, :] - neg[q]``;
         verify it exactly.
@@ -614,20 +633,8 @@ class HardProblem:
         cur = self._totals(st)
         cur_h, cur_l = int(cur[0]), int(cur[1])
         acc = self.objective == "accuracy"
-        # (quantity, upper bound?, bound) that a cell must meet to beat st (or tie it)
-        conds = []
-        lo_h = self.min_hits
-        if acc:
-            lo_h = cur_h if lo_h is None else max(lo_h, cur_h)
-        for r, lim in enumerate(self._ilimit):
-            if r == 0 and not acc:
-                lim = cur_l if lim is None else min(lim, cur_l)
-            if lim is not None:
-                conds.append((1 + r, True, lim))
-        if lo_h is not None:
-            conds.append((0, False, lo_h))
         mask = None
-        for q, upper, bound in conds:
+        for q, upper, bound in self._conditions(st):
             thr = off[q] - bound
             m = np.greater_equal(neg[q], thr) if upper else np.less_equal(neg[q], thr)
             mask = m if mask is None else np.logical_and(mask, m, out=mask)
@@ -700,9 +707,12 @@ class HardProblem:
     @staticmethod
     def _lut(grid, size):
         """``lut[r]`` = number of grid entries below rank ``r``, for r = 0..size."""
-        ind = np.zeros(size + 1, dtype=np.int32)
-        ind[grid[grid < size] + 1] = 1
-        return np.cumsum(ind, dtype=np.int32)
+        # grid holds sorted distinct candidates below size: runs of equal values
+        bounds = np.empty(grid.size + 2, dtype=np.intp)
+        bounds[0] = 0
+        np.add(grid, 1, out=bounds[1:-1])
+        bounds[-1] = size + 1
+        return np.repeat(np.arange(grid.size + 1, dtype=np.int32), np.diff(bounds))
 
     def _grid(self, n: int, cur: int, ranks, local: int, coarse: int, exhaustive: int):
         """Candidate indices for exit ``n`` in a pair sweep (sorted, unique).
@@ -732,7 +742,12 @@ class HardProblem:
             q = np.sort(pick)[pos].astype(np.intp)
             np.minimum(q, size - 1, out=q)
             parts.append(q)
-        return np.unique(np.concatenate(parts))
+        x = np.concatenate(parts)
+        x.sort()
+        keep = np.empty(x.size, dtype=bool)
+        keep[0] = True
+        np.not_equal(x[1:], x[:-1], out=keep[1:])
+        return x[keep]
 
     def _rho(self, grid, n: int, ranks) -> np.ndarray:
         """For every rank, the number of grid candidates below it (the sample leaves at
@@ -776,7 +791,7 @@ class HardProblem:
         return prep["gi"], self._grid(j, int(st.index[j]), rk_j, local, coarse, exhaustive)
 
     def sweep_pair(self, st: HardState, i: int, j: int, *, local: int = 32, coarse: int = 96,
-                   exhaustive: int = 256, prep=None) -> HardState:
+                   exhaustive: int = 256, prep=None, window_js=None) -> HardState:
         """Best state changing thresholds ``i < j`` together, over a 2-D candidate grid.
 
         Every combination of the two grids (:meth:`pair_grids`) is evaluated
@@ -788,7 +803,7 @@ class HardProblem:
         if not i < j:
             raise ValueError("sweep_pair needs i < j")
         if coarse <= 0 and self.n_candidates(i) > exhaustive and self.n_candidates(j) > exhaustive:
-            return self._sweep_window(st, i, j, local)
+            return self._sweep_window(st, i, j, local, window_js)
         if prep is None or prep["serial"] != st._cache["serial"]:
             prep = self._pair_prep(st, i, local, coarse, exhaustive)
         self._load(st)
@@ -819,84 +834,159 @@ class HardProblem:
         return self._choose(st, *_pair_tables(rho_i, rho_j, d2, ki, kj, c1),
                             *_pair_index(st.index, i, j, gi, gj))
 
-    def _window_prep(self, st: HardState, i: int, local: int) -> dict:
-        """What the window sweeps ``(i, j)`` share for state ``st``: the samples ranked
-        inside the window at ``i`` that reach ``i``, and what passing ``i`` does to them.
-        The last one is kept (the polish sweeps every ``j`` of one ``i`` in a row)."""
-        key = (st._cache["serial"], i, local)
-        if self._wprep is not None and self._wprep[0] == key:
-            return self._wprep[1]
-        ex = self._load(st)
-        idx = st.index
-        gi = self._grid(i, int(idx[i]), None, local, 0, 0)
-        sub = self._band(i, int(gi[0]), int(gi[-1]))
-        sub = sub[ex[sub] >= i]
-        e1 = ex[sub]
-        at = np.flatnonzero(e1 == i)
-        if at.size:
-            e1[at] = self._next_after(i, sub[at], idx)
-        v_i = self._values_here(i, sub)
-        # everyone in sub leaves at i: the totals without what they do now
-        part = self._totals(st) + (v_i.sum(axis=1) - self._values_at(ex[sub], sub).sum(axis=1)
-                                   ).astype(np.int64)
-        prep = {"gi": gi, "sub": sub, "e1": e1, "v_i": v_i, "v_e1": self._values_at(e1, sub),
-                "rho": np.searchsorted(gi, self._ranks[i, sub], side="left"), "part": part}
-        self._wprep = (key, prep)
-        return prep
-
-    def _sweep_window(self, st: HardState, i: int, j: int, local: int) -> HardState:
-        """:meth:`sweep_pair` over windows of ``local`` candidates on each side.
+    def _window_tables(self, st: HardState, i: int, js, local: int) -> dict:
+        """The tables of the window sweeps ``(i, j)`` for every ``j`` in ``js``, at once.
 
         Only the samples ranked inside a window can change across the grid: at
-        ``i``, those reaching ``i``; at ``j``, those that pass from ``i`` to ``j``
-        (and do not always leave at ``i``).  They are read from the orders by
-        rank, so the sweep costs O(window samples), whatever M.  What depends on
-        ``i`` alone is shared by the sweeps of every ``j`` (:meth:`_window_prep`).
+        ``i``, those reaching ``i`` (set A, shared by every ``j``); at ``j``, those
+        that reach ``i`` and pass it for every candidate of its window (set
+        B_j).  They are read from the orders by rank, so the cost is
+        O(window samples), whatever M.  A sample of A enters the table of every
+        ``j`` up to the exit it takes after ``i``.  Returns the tables as
+        ``neg`` (J, 1 + R, K, ki) and ``off`` (J, 1 + R, ki) (see
+        :func:`_pair_tables`; window ``t`` has ``kj[t] <= K`` cells at ``j``,
+        from candidate ``lo_j[t]``), and ``better[t]``: whether table ``t`` has a
+        feasible cell that beats ``st`` (what :meth:`_choose` would look for).
         """
         ex = self._load(st)
         idx = st.index
-        wp = self._window_prep(st, i, local)
-        gi = wp["gi"]
-        gj = self._grid(j, int(idx[j]), None, local, 0, 0)
-        ki, kj = gi.size, gj.size
-        # ranked inside the window at j, reaching i and passing it for every grid
-        # candidate (those ranked inside the window at i are in wp["sub"] already;
+        ne = self.n_exits - 1
+        nq = self._n_q()
+        m = self.n_samples
+        js = np.asarray(js, dtype=np.intp)
+        nj = js.size
+        gi = self._grid(i, int(idx[i]), None, local, 0, 0)
+        lo_i, ki = int(gi[0]), gi.size
+        sizes = np.array([self.n_candidates(int(j)) for j in js], dtype=np.intp)
+        lo_j = np.maximum(idx[js] - local, 0)
+        kj = np.minimum(idx[js] + local + 1, sizes) - lo_j
+        kk = int(kj.max())
+        # A: ranked inside the window at i, reaching i
+        a_set = self._band(i, lo_i, int(gi[-1]))
+        a_set = a_set[ex[a_set] >= i]
+        na = a_set.size
+        # B_j: ranked inside the window at j, reaching i and ranked at most lo_i there
+        # (they pass i for every candidate; those ranked inside it are in A already,
         # those above it always leave at i)
-        bj = self._band(j, int(gj[0]), int(gj[-1]))
-        bj = bj[(self._ranks[i, bj] <= gi[0]) & (ex[bj] >= i)]
-        if bj.size == 0 and wp["sub"].size == 0:
-            return st
-        base = wp["part"]
-        if bj.size:
-            e1j = ex[bj]
-            at = np.flatnonzero(e1j == i)
-            if at.size:
-                e1j[at] = self._next_after(i, bj[at], idx)
-            v_ij = self._values_here(i, bj)
-            v_e1j = self._values_at(e1j, bj)
-            base = base + (v_ij.sum(axis=1) - self._values_at(ex[bj], bj).sum(axis=1)).astype(np.int64)
-            sub = np.concatenate([wp["sub"], bj])
-            e1 = np.concatenate([wp["e1"], e1j])
-            v_i = np.concatenate([wp["v_i"], v_ij], axis=1)
-            v_z = np.concatenate([wp["v_e1"], v_e1j], axis=1)
-            # ranked at most gi[0] at i: they pass i for every grid candidate
-            rho_i = np.concatenate([wp["rho"], np.zeros(bj.size, dtype=wp["rho"].dtype)])
+        parts = [self._band(int(j), int(lo_j[t]), int(lo_j[t] + kj[t] - 1)) for t, j in enumerate(js)]
+        b_lab = np.repeat(np.arange(nj, dtype=np.intp), [p.size for p in parts])
+        b_set = np.concatenate(parts)
+        keep = (self._ranks[i, b_set] <= lo_i) & (ex[b_set] >= i)
+        b_set, b_lab = b_set[keep], b_lab[keep]
+        u = np.concatenate([a_set, b_set])
+        if u.size == 0:  # nobody can change: no table beats st
+            return {"key": (st._cache["serial"], i, local), "lab": {int(j): t for t, j in enumerate(js)},
+                    "better": np.zeros(nj, dtype=bool)}
+        # the exit each takes once it passes i (e1), and once it passes that one too (e2)
+        thr = np.zeros(ne - i, dtype=np.intp)
+        thr[:-1] = idx[i + 1:ne]
+        lv = self._ranks_pad[i + 1:, u] > thr[:, None]
+        f1 = lv.argmax(axis=0)
+        lv &= np.arange(ne - i)[:, None] > f1
+        e1 = f1 + (i + 1)
+        e2 = lv.argmax(axis=0) + (i + 1)  # meaningless where e1 is the last exit (unused)
+        v_i = self._values_here(i, u)
+        v_e1 = self._values_at(e1, u)
+        # the position in js of every exit (-1: not swept)
+        lab_of = np.full(ne + 1, -1, dtype=np.intp)
+        lab_of[js] = np.arange(nj)
+        rho_a = np.searchsorted(gi, self._ranks[i, a_set], side="left")
+        # everyone in A (and B_j) leaves at i: the totals without what they do now
+        part = self._totals(st) + (v_i[:, :na].sum(axis=1)
+                                   - self._values_at(ex[a_set], a_set).sum(axis=1)).astype(np.int64)
+        # --- c1[t, q, a]: base_t plus what passing i adds for rho_i <= a, for j = js[t]
+        # shared by every j: A passing i to e1
+        c1 = np.empty((nj, nq, ki), dtype=np.int64)
+        c1[:] = _prefix(rho_a, v_e1[:, :na] - v_i[:, :na], ki)
+        c1 += part[:, None]
+        # per j: A whose e1 is j go on to e2; B_j pass i to e1 (or to e2 when e1 is j),
+        # and leave i's totals
+        at = np.flatnonzero(lab_of[e1[:na]] >= 0)
+        lab_b_e2 = e1[na:] == js[b_lab]
+        zb = np.where(lab_b_e2, e2[na:], e1[na:])
+        corr_lab = np.concatenate([lab_of[e1[at]], b_lab])
+        corr_rho = np.concatenate([rho_a[at], np.zeros(b_set.size, dtype=np.intp)])
+        corr_w = np.concatenate([self._values_at(e2[at], a_set[at]) - v_e1[:, at],
+                                 self._values_at(zb, b_set) - self._values_at(ex[b_set], b_set)],
+                                axis=1)
+        flat = corr_lab * (nq * (ki + 1)) + corr_rho
+        flat = (flat + (np.arange(nq, dtype=np.intp) * (ki + 1))[:, None]).reshape(-1)
+        h = np.bincount(flat, weights=corr_w.reshape(-1), minlength=nj * nq * (ki + 1))
+        h = h.reshape(nj, nq, ki + 1)[:, :, :ki].astype(np.int64)
+        c1 += np.cumsum(h, axis=2, out=h)
+        # --- the table samples: A for every j up to its e1, B_j when it passes j too
+        ta_lab, ta = np.divmod(np.flatnonzero(js[:, None] <= e1[None, :na]), na) if na else (
+            np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp))
+        tb = np.flatnonzero(e1[na:] >= js[b_lab])
+        lab = np.concatenate([ta_lab, b_lab[tb]])
+        pos = np.concatenate([ta, tb + na])  # into u
+        rho_i = np.concatenate([rho_a[ta], np.zeros(tb.size, dtype=np.intp)])
+        jj = js[lab]
+        sm = u[pos]
+        z = np.where(e1[pos] == jj, e2[pos], e1[pos])
+        d2 = self._values_at(jj, sm)
+        d2 -= self._values_at(z, sm)
+        rho_j = self._ranks[jj, sm].astype(np.intp)
+        rho_j -= lo_j[lab]
+        np.clip(rho_j, 0, kj[lab], out=rho_j)
+        cells = (ki + 1) * (kk + 1)
+        flat = (lab * nq) * cells + rho_i * (kk + 1) + rho_j
+        flat = (flat + (np.arange(nq, dtype=np.intp) * cells)[:, None]).reshape(-1)
+        h = np.bincount(flat, weights=d2.reshape(-1), minlength=nj * nq * cells)
+        h = h.astype(np.int64).reshape(nj, nq, ki + 1, kk + 1)
+        np.cumsum(h, axis=2, out=h)  # rho_i <= a
+        c = np.empty((nj, nq, kk + 1, ki), dtype=np.int64)
+        np.cumsum(h[:, :, :ki, :], axis=3, out=c.transpose(0, 1, 3, 2))  # rho_j <= b
+        neg = c[:, :, :kk, :]
+        off = c[:, :, kk, :] + c1
+        # --- which tables have a feasible cell beating st
+        mask = None
+        for q, upper, bound in self._conditions(st):
+            thr = off[:, q, None, :] - bound
+            mq = np.greater_equal(neg[:, q], thr) if upper else np.less_equal(neg[:, q], thr)
+            mask = mq if mask is None else np.logical_and(mask, mq, out=mask)
+        if mask is None:
+            mask = np.ones((nj, kk, ki), dtype=bool)
+        mask &= (np.arange(kk)[None, :] < kj[:, None])[:, :, None]
+        cand = np.flatnonzero(mask)
+        t_c, rest = np.divmod(cand, kk * ki)
+        b_c, a_c = np.divmod(rest, ki)
+        hits = off[t_c, 0, a_c] - neg[t_c, 0, b_c, a_c]
+        lat = off[t_c, 1, a_c] - neg[t_c, 1, b_c, a_c]
+        cur = self._totals(st)
+        if self.objective == "accuracy":
+            prim, sec, cur_p, cur_s = hits, -lat, int(cur[0]), -int(cur[1])
         else:
-            sub, e1, v_i, rho_i = wp["sub"], wp["e1"], wp["v_i"], wp["rho"]
-            v_z = wp["v_e1"].copy()
-        # z: where they go when they pass j too (e1, unless they left at j)
-        at = np.flatnonzero(e1 == j)
-        if at.size:
-            v_z[:, at] = self._values_at(self._next_after(j, sub[at], idx), sub[at])
-        # everyone in sub leaves at i, plus what passing adds for rho_i <= a
-        c1 = _prefix(rho_i, v_z - v_i, ki)
-        c1 += base[:, None]
-        t = np.flatnonzero(e1 >= j)
-        rho_j = np.searchsorted(gj, self._ranks[j, sub[t]], side="left")
-        d2 = self._values_here(j, sub[t])
-        d2 -= v_z[:, t]
-        return self._choose(st, *_pair_tables(rho_i[t], rho_j, d2, ki, kj, c1),
-                            *_pair_index(idx, i, j, gi, gj))
+            prim, sec, cur_p, cur_s = -lat, hits, -int(cur[1]), int(cur[0])
+        beats = (prim > cur_p) | ((prim == cur_p) & (sec > cur_s))
+        better = np.zeros(nj, dtype=bool)
+        better[t_c[beats]] = True
+        return {"key": (st._cache["serial"], i, local), "lab": {int(j): t for t, j in enumerate(js)},
+                "gi": gi, "lo_j": lo_j, "kj": kj, "neg": neg, "off": off, "better": better}
+
+    def _window_ready(self, st: HardState, i: int, j: int, local: int) -> bool:
+        """Whether the tables of the window sweep ``(i, j)`` for ``st`` are at hand."""
+        wt = self._wtables
+        return wt is not None and wt["key"] == (st._cache["serial"], i, local) and j in wt["lab"]
+
+    def _sweep_window(self, st: HardState, i: int, j: int, local: int, window_js=None) -> HardState:
+        """:meth:`sweep_pair` over windows of ``local`` candidates on each side.
+
+        The tables come from :meth:`_window_tables`, for ``window_js`` (the ``j``
+        that will be swept with ``i`` while the state stays ``st``; default:
+        ``j`` alone) at once; they are kept until another state or ``i`` is swept.
+        """
+        if not self._window_ready(st, i, j, local):
+            js = sorted(set(window_js or ()) | {j})
+            self._wtables = self._window_tables(st, i, js, local)
+        wt = self._wtables
+        t = wt["lab"][j]
+        if not wt["better"][t]:
+            return st
+        kj, lo = int(wt["kj"][t]), int(wt["lo_j"][t])
+        gj = np.arange(lo, lo + kj, dtype=np.intp)
+        return self._choose(st, wt["neg"][t][:, :kj, :], wt["off"][t],
+                            *_pair_index(st.index, i, j, wt["gi"], gj))
 
     # ------------------------------------------------------------------ polish
     def polish(self, st: HardState, *, levels=((8, 24), (32, 96)), exhaustive: int = 256,
@@ -966,18 +1056,28 @@ class HardProblem:
             skipped = 0
             for i, js in by_i.items():
                 prep = None
-                for j in js:
+
+                def sweeps(j):  # whether the pair (i, j) is swept at this state
+                    return checked.get((i, j)) != (st._cache["serial"], level) and not (
+                        prune_now and failed.get((level, i, j), -1) >= touched[i:j + 1].max())
+
+                for at_j, j in enumerate(js):
+                    if not sweeps(j):
+                        if checked.get((i, j)) != (st._cache["serial"], level):
+                            skipped += 1
+                        continue
                     tag = (st._cache["serial"], level)
-                    if checked.get((i, j)) == tag:
-                        continue
-                    if prune_now and failed.get((level, i, j), -1) >= touched[i:j + 1].max():
-                        skipped += 1
-                        continue
                     if coarse > 0 and (prep is None or prep["serial"] != st._cache["serial"]):
                         prep = self._pair_prep(st, i, local, coarse, exhaustive)
+                    window_js = None
+                    if coarse <= 0 and not self._window_ready(st, i, j, local):
+                        # the window tables of every pair (i, j) still to sweep at this
+                        # state come at once
+                        window_js = [j2 for j2 in js[at_j:] if self.n_candidates(j2) > exhaustive
+                                     and sweeps(j2)]
                     self.pair_sweeps += 1
                     new = self.sweep_pair(st, i, j, local=local, coarse=coarse,
-                                          exhaustive=exhaustive, prep=prep)
+                                          exhaustive=exhaustive, prep=prep, window_js=window_js)
                     if new is st:
                         checked[(i, j)] = tag
                         failed[(level, i, j)] = tick
