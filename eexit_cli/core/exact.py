@@ -842,11 +842,14 @@ class HardProblem:
         that reach ``i`` and pass it for every candidate of its window (set
         B_j).  They are read from the orders by rank, so the cost is
         O(window samples), whatever M.  A sample of A enters the table of every
-        ``j`` up to the exit it takes after ``i``.  Returns the tables as
-        ``neg`` (J, 1 + R, K, ki) and ``off`` (J, 1 + R, ki) (see
-        :func:`_pair_tables`; window ``t`` has ``kj[t] <= K`` cells at ``j``,
-        from candidate ``lo_j[t]``), and ``better[t]``: whether table ``t`` has a
-        feasible cell that beats ``st`` (what :meth:`_choose` would look for).
+        ``j`` up to the exit it takes after ``i``.  Most samples change only
+        with one threshold across the windows, so a table is a function of
+        ``a`` plus a function of ``b`` plus a few rectangles; the bounds are
+        compared with those two functions without building the tables.
+        Returns them (:meth:`_window_table` builds table ``t``; window ``t``
+        has ``kj[t]`` cells at ``j``, from candidate ``lo_j[t]``) and
+        ``better[t]``: whether table ``t`` has a feasible cell that beats
+        ``st`` (what :meth:`_choose` would look for).
         """
         ex = self._load(st)
         idx = st.index
@@ -929,30 +932,57 @@ class HardProblem:
         rho_j = self._ranks[jj, sm].astype(np.intp)
         rho_j -= lo_j[lab]
         np.clip(rho_j, 0, kj[lab], out=rho_j)
-        cells = (ki + 1) * (kk + 1)
-        flat = (lab * nq) * cells + rho_i * (kk + 1) + rho_j
-        flat = (flat + (np.arange(nq, dtype=np.intp) * cells)[:, None]).reshape(-1)
-        h = np.bincount(flat, weights=d2.reshape(-1), minlength=nj * nq * cells)
-        h = h.astype(np.int64).reshape(nj, nq, ki + 1, kk + 1)
-        np.cumsum(h, axis=2, out=h)  # rho_i <= a
-        c = np.empty((nj, nq, kk + 1, ki), dtype=np.int64)
-        np.cumsum(h[:, :, :ki, :], axis=3, out=c.transpose(0, 1, 3, 2))  # rho_j <= b
-        neg = c[:, :, :kk, :]
-        off = c[:, :, kk, :] + c1
+        # The samples ranked above the window at j leave there for every b: their sums
+        # over rho_i <= a make a function G of a alone.  Those passing i for every a
+        # (rho_i = 0) make a function F of b alone.  The few ranked inside both
+        # windows add rectangles E (a >= rho_i, b < rho_j).  T = G[a] + F[b] + E[a, b].
+        kjl = kj[lab]
+        g_sel = rho_j == kjl
+        f_sel = ~g_sel & (rho_i == 0)
+        e_sel = ~g_sel & ~f_sel & (rho_j > 0)
+        g = np.flatnonzero(g_sel)
+        flat = (lab[g] * nq) * (ki + 1) + rho_i[g]
+        flat = (flat + (np.arange(nq, dtype=np.intp) * (ki + 1))[:, None]).reshape(-1)
+        h = np.bincount(flat, weights=d2[:, g].reshape(-1), minlength=nj * nq * (ki + 1))
+        h = h.reshape(nj, nq, ki + 1)[:, :, :ki].astype(np.int64)
+        big_g = np.cumsum(h, axis=2, out=h)  # rho_i <= a
+        big_g += c1
+        f = np.flatnonzero(f_sel)
+        flat = (lab[f] * nq) * (kk + 1) + rho_j[f]
+        flat = (flat + (np.arange(nq, dtype=np.intp) * (kk + 1))[:, None]).reshape(-1)
+        h = np.bincount(flat, weights=d2[:, f].reshape(-1), minlength=nj * nq * (kk + 1))
+        h = h.reshape(nj, nq, kk + 1).astype(np.int64)
+        np.cumsum(h, axis=2, out=h)
+        big_f = h[:, :, kk:] - h[:, :, :kk]  # rho_j > b
+        e = np.flatnonzero(e_sel)
+        rects = (lab[e], rho_i[e], rho_j[e], d2[:, e].astype(np.int64))
         # --- which tables have a feasible cell beating st
-        mask = None
+        mask = np.ones((nj, ki, kk), dtype=bool)
         for q, upper, bound in self._conditions(st):
-            thr = off[:, q, None, :] - bound
-            mq = np.greater_equal(neg[:, q], thr) if upper else np.less_equal(neg[:, q], thr)
-            mask = mq if mask is None else np.logical_and(mask, mq, out=mask)
-        if mask is None:
-            mask = np.ones((nj, kk, ki), dtype=bool)
-        mask &= (np.arange(kk)[None, :] < kj[:, None])[:, :, None]
+            thr = (bound - big_g[:, q])[:, :, None]
+            fq = big_f[:, q, None, :]
+            if upper:
+                mask &= fq <= thr
+            else:
+                mask &= fq >= thr
+        mask &= (np.arange(kk)[None, :] < kj[:, None])[:, None, :]
+        wt = {"key": (st._cache["serial"], i, local), "lab": {int(j): t for t, j in enumerate(js)},
+              "gi": gi, "lo_j": lo_j, "kj": kj, "g": big_g, "f": big_f, "rects": rects}
+        dense = {}
+        for t in np.unique(rects[0]).tolist():  # tables with rectangles: dense
+            dense[t] = tab = self._window_table(wt, t)
+            m_t = np.ones(tab.shape[1:], dtype=bool)
+            for q, upper, bound in self._conditions(st):
+                m_t &= (tab[q] <= bound) if upper else (tab[q] >= bound)
+            mask[t, :, :kj[t]] = m_t
         cand = np.flatnonzero(mask)
-        t_c, rest = np.divmod(cand, kk * ki)
-        b_c, a_c = np.divmod(rest, ki)
-        hits = off[t_c, 0, a_c] - neg[t_c, 0, b_c, a_c]
-        lat = off[t_c, 1, a_c] - neg[t_c, 1, b_c, a_c]
+        t_c, rest = np.divmod(cand, ki * kk)
+        a_c, b_c = np.divmod(rest, kk)
+        vals = big_g[t_c, :, a_c] + big_f[t_c, :, b_c]  # (cells, Q)
+        for t, tab in dense.items():
+            at = np.flatnonzero(t_c == t)
+            vals[at] = tab[:, a_c[at], b_c[at]].T
+        hits, lat = vals[:, 0], vals[:, 1]
         cur = self._totals(st)
         if self.objective == "accuracy":
             prim, sec, cur_p, cur_s = hits, -lat, int(cur[0]), -int(cur[1])
@@ -961,8 +991,19 @@ class HardProblem:
         beats = (prim > cur_p) | ((prim == cur_p) & (sec > cur_s))
         better = np.zeros(nj, dtype=bool)
         better[t_c[beats]] = True
-        return {"key": (st._cache["serial"], i, local), "lab": {int(j): t for t, j in enumerate(js)},
-                "gi": gi, "lo_j": lo_j, "kj": kj, "neg": neg, "off": off, "better": better}
+        wt["better"] = better
+        return wt
+
+    @staticmethod
+    def _window_table(wt: dict, t: int) -> np.ndarray:
+        """Table ``t`` of :meth:`_window_tables`, dense: (1 + R, ki, kj) int64, cell
+        ``[q, a, b]`` for candidates ``gi[a]`` at ``i`` and ``lo_j[t] + b`` at ``j``."""
+        kj = int(wt["kj"][t])
+        tab = wt["g"][t][:, :, None] + wt["f"][t][:, None, :kj]
+        lab, r_i, r_j, w = wt["rects"]
+        for s in np.flatnonzero(lab == t).tolist():
+            tab[:, r_i[s]:, :r_j[s]] += w[:, s, None, None]
+        return tab
 
     def _window_ready(self, st: HardState, i: int, j: int, local: int) -> bool:
         """Whether the tables of the window sweep ``(i, j)`` for ``st`` are at hand."""
@@ -985,7 +1026,9 @@ class HardProblem:
             return st
         kj, lo = int(wt["kj"][t]), int(wt["lo_j"][t])
         gj = np.arange(lo, lo + kj, dtype=np.intp)
-        return self._choose(st, wt["neg"][t][:, :kj, :], wt["off"][t],
+        # the table as _choose reads it: off[q, a] - neg[q, b, a], with off = 0
+        neg = np.negative(self._window_table(wt, t).transpose(0, 2, 1))
+        return self._choose(st, neg, np.zeros((neg.shape[0], neg.shape[2]), dtype=np.int64),
                             *_pair_index(st.index, i, j, wt["gi"], gj))
 
     # ------------------------------------------------------------------ polish
