@@ -392,7 +392,8 @@ class HardProblem:
         ne = self.n_exits - 1
         out = np.full(self.n_samples, ne, dtype=self._exit_dtype)
         for n in range(ne - 1, -1, -1):
-            out[self._ranks[n] > index[n]] = n
+            # the samples ranked above the threshold, read from the order by rank
+            out[self._order[n, self._pos[n][index[n]]:]] = n
         return out
 
     def _summarise(self, ex) -> tuple[int, np.ndarray]:
