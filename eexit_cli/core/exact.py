@@ -491,10 +491,14 @@ class HardProblem:
         ex = self._load(st)
         self.moves += 1
         p = int(changed[0])
-        parts = []
-        for n in changed:
-            lo, hi = sorted((int(st.index[n]), int(new_index[n])))
-            parts.append(self._band(n, lo, hi))
+        spans = [sorted((int(st.index[n]), int(new_index[n]))) for n in changed]
+        if sum(int(self._pos[n][hi] - self._pos[n][lo]) for n, (lo, hi) in zip(changed, spans)) \
+                * 4 > self.n_samples:
+            # large bands (e.g. every threshold shifted): a full evaluation costs less
+            new_e = self.exits(new_index)
+            hits, counts = self._summarise(new_e)
+            return self._make(new_index, hits, counts), (None, new_e)
+        parts = [self._band(n, lo, hi) for n, (lo, hi) in zip(changed, spans)]
         if len(parts) == 1:
             sub = parts[0]
         elif sum(b.size for b in parts) * 16 < self.n_samples:
@@ -516,7 +520,10 @@ class HardProblem:
 
     def _commit(self, new: HardState, delta) -> None:
         sub, new_e = delta
-        self._exit[sub] = new_e
+        if sub is None:  # every sample's exit
+            self._exit = new_e
+        else:
+            self._exit[sub] = new_e
         self._exit_owner = new._cache["serial"]
         self._current = new
 
