@@ -212,3 +212,22 @@ def test_window_tables_of_every_j_hold_exact_totals(seed, objective, local):
                         else:
                             beats |= (-want[1], want[0]) > (-cur[1], cur[0])
             assert bool(wt["better"][t]) == beats
+
+
+def test_quantile_positions_match_linspace_and_unique():
+    from eexit_cli.core.exact import _quantile_positions
+
+    def ref(size, coarse):
+        levels = np.ceil(np.linspace(0.0, size, coarse))
+        levels = levels[levels > 0]
+        stride = -(-size // 8192)
+        n_pick = -(-size // stride)
+        pos = np.unique(np.ceil(levels * (n_pick / size)).astype(np.intp) - 1)
+        return stride, pos[(pos >= 0) & (pos < n_pick)]
+
+    for size in list(range(1, 300)) + [8191, 8192, 8193, 16385, 99_991, 10 ** 6]:
+        for coarse in (1, 2, 3, 24, 96):
+            stride, pos = _quantile_positions(size, coarse)
+            want_stride, want = ref(size, coarse)
+            assert stride == want_stride
+            np.testing.assert_array_equal(pos, want)

@@ -136,12 +136,22 @@ def _pair_index(index: np.ndarray, i: int, j: int, gi: np.ndarray, gj: np.ndarra
 def _quantile_positions(size: int, coarse: int):
     """Stride and sorted positions of the ``coarse`` quantiles of ``size`` values
     (in the strided subset of at most 8,192 of them) that the pair grids use."""
-    levels = np.ceil(np.linspace(0.0, size, coarse))
+    if coarse > 1:
+        # np.linspace(0, size, coarse), as numpy computes it
+        levels = np.arange(coarse, dtype=np.float64) * (size / (coarse - 1))
+        levels[-1] = size
+    else:
+        levels = np.zeros(coarse)
+    np.ceil(levels, out=levels)
     levels = levels[levels > 0]
     stride = -(-size // 8192)
     n_pick = -(-size // stride)
-    pos = np.unique(np.ceil(levels * (n_pick / size)).astype(np.intp) - 1)
-    pos = pos[(pos >= 0) & (pos < n_pick)]
+    pos = np.ceil(levels * (n_pick / size)).astype(np.intp) - 1
+    # nondecreasing: distinct values by comparing neighbours
+    keep = np.ones(pos.size, dtype=bool)
+    np.not_equal(pos[1:], pos[:-1], out=keep[1:])
+    keep &= (pos >= 0) & (pos < n_pick)
+    pos = pos[keep]
     pos.flags.writeable = False
     return stride, pos
 
