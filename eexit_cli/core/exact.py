@@ -979,39 +979,30 @@ class HardProblem:
         rects = (lab[e], rho_i[e], rho_j[e], d2[:, e].astype(np.int64))
         # --- which tables have a feasible cell beating st
         mask = np.ones((nj, ki, kk), dtype=bool)
-        for q, upper, bound in self._conditions(st):
+        conds = self._conditions(st)
+        for q, upper, bound in conds:
             thr = (bound - big_g[:, q])[:, :, None]
             fq = big_f[:, q, None, :]
             if upper:
                 mask &= fq <= thr
             else:
                 mask &= fq >= thr
+        # ... and beat it: more hits or a lower row 0 (the objective or its tie-break)
+        cur = self._totals(st)
+        cur_h, cur_l = int(cur[0]), int(cur[1])
+        up = big_f[:, 0, None, :] >= (cur_h + 1 - big_g[:, 0])[:, :, None]
+        up |= big_f[:, 1, None, :] <= (cur_l - 1 - big_g[:, 1])[:, :, None]
+        mask &= up
         mask &= (np.arange(kk)[None, :] < kj[:, None])[:, None, :]
+        better = mask.any(axis=(1, 2))
         wt = {"key": (st._cache["serial"], i, local), "lab": {int(j): t for t, j in enumerate(js)},
               "gi": gi, "lo_j": lo_j, "kj": kj, "g": big_g, "f": big_f, "rects": rects}
-        dense = {}
         for t in np.unique(rects[0]).tolist():  # tables with rectangles: dense
-            dense[t] = tab = self._window_table(wt, t)
-            m_t = np.ones(tab.shape[1:], dtype=bool)
-            for q, upper, bound in self._conditions(st):
+            tab = self._window_table(wt, t)
+            m_t = (tab[0] >= cur_h + 1) | (tab[1] <= cur_l - 1)
+            for q, upper, bound in conds:
                 m_t &= (tab[q] <= bound) if upper else (tab[q] >= bound)
-            mask[t, :, :kj[t]] = m_t
-        cand = np.flatnonzero(mask)
-        t_c, rest = np.divmod(cand, ki * kk)
-        a_c, b_c = np.divmod(rest, kk)
-        vals = big_g[t_c, :, a_c] + big_f[t_c, :, b_c]  # (cells, Q)
-        for t, tab in dense.items():
-            at = np.flatnonzero(t_c == t)
-            vals[at] = tab[:, a_c[at], b_c[at]].T
-        hits, lat = vals[:, 0], vals[:, 1]
-        cur = self._totals(st)
-        if self.objective == "accuracy":
-            prim, sec, cur_p, cur_s = hits, -lat, int(cur[0]), -int(cur[1])
-        else:
-            prim, sec, cur_p, cur_s = -lat, hits, -int(cur[1]), int(cur[0])
-        beats = (prim > cur_p) | ((prim == cur_p) & (sec > cur_s))
-        better = np.zeros(nj, dtype=bool)
-        better[t_c[beats]] = True
+            better[t] = m_t.any()
         wt["better"] = better
         return wt
 
