@@ -47,21 +47,31 @@ threshold maps to the index with the same hard behaviour on the data.
 Cost and memory
 ---------------
 The problem keeps, for the whole search, the rank of every sample at every
-early exit (int32, ``4 (N-1) M`` bytes), the sorted distinct scores of every
-exit (at most ``8 (N-1) M`` bytes) and the exit every sample takes in the
-current state (``M`` or ``2M`` bytes); it reads ``correct`` (``N M`` bytes) and
-never copies ``scores``.  Everything else lives only during one sweep and is
-O(M).  Peak memory is therefore about ``13 (N-1) M`` bytes on top of the
-caller's arrays; there are no caches that grow with the number of moves.
+early exit and a row of ones for the last exit (int32, ``4 N M`` bytes), the
+samples in rank order and where each rank starts in it (int32, at most
+``8 (N-1) M`` bytes), the sorted distinct scores of every exit (at most
+``8 (N-1) M`` bytes) and the exit every sample takes in the current state
+(``M`` or ``2M`` bytes); it reads ``correct`` (``N M`` bytes) and never copies
+``scores``.  Everything else lives only during one sweep (or, for the window
+tables of one state and threshold, until the next) and is O(M).  Peak memory is
+therefore about ``20 (N-1) M`` bytes on top of the caller's arrays; there are
+no caches that grow with the number of moves.
 
 A move changes only the samples whose decision flips at a changed threshold:
 their new exits are recomputed (from the first changed exit on) and the
 per-exit counts and hits are updated from them, without a pass over every
-exit.  A sweep over one threshold ``n`` looks only at the samples that reach
-``n``; the pair sweeps ``(i, j)`` share the work that depends on ``i`` alone and
-look, for each ``j``, only at the samples that pass from ``i`` to ``j``.
-Sums run in integer fixed point (each row scaled so that every total is an
-integer below 2**52, exact in float64).
+exit (a move that changes more than a quarter of the samples, such as the
+repair's common shift, is evaluated in full instead).  A sweep over one
+threshold ``n`` looks only at the samples that reach ``n``; the pair sweeps
+``(i, j)`` share the work that depends on ``i`` alone and look, for each
+``j``, only at the samples that pass from ``i`` to ``j``.  Sums run in integer
+fixed point (each row scaled so that every total is an integer below 2**52)
+and the tables are int64: one histogram of every quantity, running sums laid
+out so that numpy adds whole rows, and the bounds compared with the raw sums
+before any cell is read (:meth:`HardProblem._choose`).  The window sweeps of
+one state and threshold ``i`` are tabulated for every ``j`` at once, each table
+as a function of the candidate at ``i`` plus one of the candidate at ``j`` plus
+rectangles for the few samples ranked inside both windows.
 """
 
 from __future__ import annotations
