@@ -844,23 +844,23 @@ class HardProblem:
         gi, rho_all, c1 = prep["gi"], prep["rho"], prep["c1"]
         ki = gi.size
         sub = prep["sub"][:cnt]
-        e1 = prep["e1"][:cnt]
         rho_i = rho_all[:cnt]
         at_j = int(prep["depth"][j + 1]) if j + 1 < self.n_exits else cnt
-        # samples passing i whose exit was j: z = where they go when passing j too
-        z = e1.copy()
-        if at_j < cnt:
-            z[at_j:] = self._next_after(j, sub[at_j:], st.index)
-        v_z = prep["v_e1"][:, :cnt].copy()
-        if at_j < cnt:
-            v_z[:, at_j:] = self._values_at(z[at_j:], sub[at_j:])
-            c1 = c1 + _prefix(rho_i[at_j:], v_z[:, at_j:] - prep["v_e1"][:, at_j:cnt], ki)
         rk_j = self._ranks[j, sub]
         gj = self._grid(j, int(st.index[j]), rk_j, local, coarse, exhaustive)
         kj = gj.size
         rho_j = self._rho(gj, j, rk_j)
+        # leaving at j rather than going on to e1 ...
         d2 = self._values_here(j, sub)
-        d2 -= v_z
+        d2 -= prep["v_e1"][:, :cnt]
+        if at_j < cnt:
+            # ... except for the samples passing i whose exit was j: passing j too, they
+            # go to z instead of e1 (for every candidate at j, and for rho_i <= a)
+            z = self._next_after(j, sub[at_j:], st.index)
+            corr = self._values_at(z, sub[at_j:])
+            corr -= prep["v_e1"][:, at_j:cnt]
+            c1 = c1 + _prefix(rho_i[at_j:], corr, ki)
+            d2[:, at_j:] -= corr
         # samples with rho_i <= a pass i; those with rho_j > b then leave at j
         return self._choose(st, *_pair_tables(rho_i, rho_j, d2, ki, kj, c1),
                             *_pair_index(st.index, i, j, gi, gj))
