@@ -829,7 +829,10 @@ class HardProblem:
         exactly with a 2-D histogram and cumulative sums, O(S + |grid_i| |grid_j|)
         for the S samples reaching ``i``.  An exit with at most ``exhaustive``
         candidates uses all of them, so on small problems the sweep is exhaustive
-        over the pair.
+        over the pair.  ``prep``: what :meth:`_pair_prep` shares for ``i`` (made here
+        when not given).  ``window_js``: on the window level (``coarse = 0``), the
+        ``j`` that will be swept with ``i`` while the state stays ``st``; their
+        tables are made at once (:meth:`_window_tables`).
         """
         if not i < j:
             raise ValueError("sweep_pair needs i < j")
