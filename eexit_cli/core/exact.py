@@ -153,6 +153,8 @@ class HardProblem:
         Incremental evaluations of a neighbouring state.
     pair_sweeps : int
         Pair sweeps run by :meth:`polish`.
+    trades_tried : int
+        Predicted moves checked exactly by :meth:`trade`.
     """
 
     def __init__(self, scores, correct, costs, budget, lower=None, upper=None, *,
@@ -234,6 +236,7 @@ class HardProblem:
         self.evaluations = 0
         self.moves = 0
         self.pair_sweeps = 0
+        self.trades_tried = 0
 
     # ------------------------------------------------------------- candidates
     @staticmethod
@@ -769,6 +772,194 @@ class HardProblem:
             np.subtract(cs[:, -1:], cs[:, :kj], out=tables[q])
             tables[q] += (c1 + base[q])[:, None]
         return self._choose(st, tables.reshape(self._n_q(), -1), _pair_index(idx, i, j, gi, gj))
+
+    # ------------------------------------------------------------------ trades
+    def move_tables(self, st: HardState) -> list:
+        """Every single-threshold move from ``st``, priced: for each exit ``n``, the
+        arrays ``(dh, dc)`` over every candidate ``k`` of ``n``, the change of hits and
+        of the fixed-point total of row 0 when threshold ``n`` alone moves to ``k``
+        (exact for that move; 0 at the current candidate), or None when no sample
+        reaches ``n``.
+
+        One pass per exit over the samples that reach it: a sample reaching ``n``
+        leaves there when its rank is above ``k`` and otherwise takes the exit it
+        takes now (when that is past ``n``) or its second exit (the first one past
+        ``n`` where it would leave, when it leaves at ``n`` now).
+        """
+        ex = self._load(st)
+        ne, m = self.n_exits - 1, self.n_samples
+        idx = st.index
+        exi = ex.astype(np.intp)
+        # where the samples leaving at n now would go if they passed n
+        e2 = np.full(m, ne, dtype=np.intp)
+        for j in range(ne - 1, 0, -1):
+            lv = self._ranks[j] > idx[j]
+            lv &= exi < j
+            e2[lv] = j
+        order = np.argsort(ex, kind="stable")  # a radix sort of small integers
+        eo = exi[order]
+        # the samples reaching n are order[start[n]:], those leaving at n the first
+        # start[n + 1] - start[n] of them
+        start = np.searchsorted(eo, np.arange(ne + 1), side="left")
+        cf, ic = self._corr_flat, self._icost[0]
+        e2o = e2[order]
+        now_h = cf[eo * m + order].astype(np.float64)
+        e2_h = cf[e2o * m + order].astype(np.float64)
+        now_c, e2_c = ic[eo], ic[e2o]
+        out = []
+        for n in range(ne):
+            s, t = int(start[n]), int(start[n + 1])
+            if s >= m:
+                out.append(None)
+                continue
+            sub = order[s:]
+            size = self.n_candidates(n)
+            rk = self._ranks[n, sub]
+            wh = self.correct[n, sub].astype(np.float64)
+            wh[: t - s] -= e2_h[s:t]
+            wh[t - s:] -= now_h[t:]
+            wc = np.empty(sub.size)
+            np.subtract(ic[n], e2_c[s:t], out=wc[: t - s])
+            np.subtract(ic[n], now_c[t:], out=wc[t - s:])
+            k0 = int(idx[n])
+            gh = np.bincount(rk, weights=wh, minlength=size)
+            np.cumsum(gh, out=gh)
+            gc = np.bincount(rk, weights=wc, minlength=size)
+            np.cumsum(gc, out=gc)
+            # moving to k: the samples ranked in (k, k0] start leaving at n (k < k0)
+            # or those in (k0, k] stop (k > k0)
+            np.subtract(gh[k0], gh, out=gh)
+            np.subtract(gc[k0], gc, out=gc)
+            out.append((gh, gc))
+        return out
+
+    @staticmethod
+    def _frontier(dh, dc):
+        """The moves of one exit that no other beats on both counts: ascending ``dc``
+        with strictly ascending ``dh`` (the cheapest move of each gain).  Returns
+        ``(dc, dh, k)``."""
+        if dc.size > 1 and np.all(dc[1:] >= dc[:-1]):
+            sdc, sdh, o = dc, dh, None  # rows that grow with the exit index: sorted by k
+        else:
+            o = np.argsort(dc, kind="stable")
+            sdc, sdh = dc[o], dh[o]
+        keep = np.empty(sdh.size, dtype=bool)
+        keep[0] = True
+        np.greater(sdh[1:], np.maximum.accumulate(sdh)[:-1], out=keep[1:])
+        k = np.flatnonzero(keep)
+        return sdc[k], sdh[k], (k if o is None else o[k])
+
+    def _trades(self, st: HardState) -> list:
+        """Single and pair moves predicted to improve ``st``, best predicted first, as
+        ``(gain, -cost, ((exit, k), ...))``.
+
+        A pair's prediction adds the two exits' single-move tables (it ignores that
+        moving ``i`` changes who reaches ``j``) and keeps the best combination whose
+        predicted row-0 total stays within its bound: for every frontier move of
+        ``i``, the best frontier move of ``j`` that fits in what is left.
+        """
+        ne = self.n_exits - 1
+        fr = []
+        for n, tb in enumerate(self.move_tables(st)):
+            if tb is None:
+                fr.append((np.zeros(1), np.zeros(1), np.array([int(st.index[n])])))
+            else:
+                fr.append(self._frontier(*tb))
+        b = self._ibound[0]
+        slack = (b * (1.0 + 1e-12) if math.isfinite(b) else np.inf) - self._totals(st)[1]
+        out = []
+        for n, (dc, dh, k) in enumerate(fr):
+            p = int(np.searchsorted(dc, slack, side="right")) - 1
+            if p >= 0 and (dh[p] > 0 or (dh[p] == 0 and dc[p] < 0)):
+                out.append((float(dh[p]), -float(dc[p]), ((n, int(k[p])),)))
+        if ne < 2:
+            return out
+        # a move of i can be part of an improving pair only if some other exit's best
+        # gain makes up for its loss and some other exit's cheapest move pays for it
+        top = np.array([f[1][-1] for f in fr])
+        low = np.array([f[0][0] for f in fr])
+        for n in range(ne):
+            others = np.delete(np.arange(ne), n)
+            dc, dh, k = fr[n]
+            keep = (dh >= -top[others].max()) & (dc <= slack - low[others].min())
+            fr[n] = (dc[keep], dh[keep], k[keep])
+        for j in range(1, ne):
+            dcj, dhj, kj = fr[j]
+            sizes = [fr[i][0].size for i in range(j)]
+            if dcj.size == 0 or sum(sizes) == 0:
+                continue
+            q_dc = np.concatenate([fr[i][0] for i in range(j)])
+            q_dh = np.concatenate([fr[i][1] for i in range(j)])
+            q_k = np.concatenate([fr[i][2] for i in range(j)])
+            pos = np.searchsorted(dcj, slack - q_dc, side="right") - 1
+            ok = pos >= 0
+            pc = np.maximum(pos, 0)
+            gain = np.where(ok, q_dh + dhj[pc], -np.inf)
+            cost = q_dc + dcj[pc]
+            # per exit i < j: the best gain, then the lowest cost, then the first
+            segs = [i for i in range(j) if sizes[i]]
+            bounds = np.concatenate([[0], np.cumsum([sizes[i] for i in segs])[:-1]])
+            g_best = np.maximum.reduceat(gain, bounds)
+            lens = [sizes[i] for i in segs]
+            at_best = gain == np.repeat(g_best, lens)
+            c_best = np.minimum.reduceat(np.where(at_best, cost, np.inf), bounds)
+            hit = np.flatnonzero(at_best & (cost == np.repeat(c_best, lens)))
+            firsts = hit[np.searchsorted(hit, bounds)]
+            for i, f in zip(segs, firsts):
+                g, c = float(gain[f]), float(cost[f])
+                if g > 0 or (g == 0 and c < 0):
+                    out.append((g, -c, ((i, int(q_k[f])), (j, int(kj[pc[f]])))))
+        out.sort(key=lambda x: (x[0], x[1]), reverse=True)
+        return out
+
+    def trade(self, st: HardState, *, max_rounds: int = 1000, patience: int = 4) -> tuple[HardState, int]:
+        """Improve the objective with priced moves of one or two thresholds.
+
+        Each round prices every single-threshold move exactly
+        (:meth:`move_tables`: one pass per exit, over every candidate) and
+        predicts the best pair moves by adding two exits' tables under the
+        slack of row 0 (:meth:`_trades`): a far move of one threshold paid for by
+        another, the trade a binding budget needs and a single sweep cannot make.
+        The predicted moves are tried best first, each checked exactly; every
+        one that improves the state and touches no threshold moved earlier in the
+        round is kept, and once one has been kept the round ends after
+        ``patience`` failed tries in a row (later predictions, made before the
+        state changed, rarely hold).  The search stops after a round in which no
+        predicted move improves the state: a state where every move of one
+        threshold and every predicted pair move has been checked.
+
+        ``objective="accuracy"`` without ``min_hits`` only.  Every accepted state
+        is feasible.  Returns the final state and the number of rounds.
+        """
+        if self.objective != "accuracy" or self.min_hits is not None:
+            raise ValueError("trade handles objective 'accuracy' without min_hits; use polish")
+        if not self.feasible(st):
+            raise ValueError("trade needs a feasible state; repair it first")
+        rounds = 0
+        while rounds < max_rounds:
+            rounds += 1
+            moved = False
+            used: set = set()
+            misses = 0
+            for _, _, mv in self._trades(st):
+                if any(n in used for n, _ in mv):
+                    continue
+                if moved and misses >= patience:
+                    break
+                idx = st.index.copy()
+                for n, k in mv:
+                    idx[n] = k
+                self.trades_tried += 1
+                new, delta = self._try(st, idx)
+                if delta is not None and self.feasible(new) and new.key() > st.key():
+                    self._commit(new, delta)
+                    st, moved, misses = new, True, 0
+                    used.update(n for n, _ in mv)
+                else:
+                    misses += 1
+            if not moved:
+                break
+        return st, rounds
 
     # ------------------------------------------------------------------ polish
     def polish(self, st: HardState, *, levels=((8, 24), (32, 96)), exhaustive: int = 256,
