@@ -242,3 +242,25 @@ def test_trade_keeps_every_row_and_refuses_other_objectives(seed):
     cost = HardProblem(scores, correct, rows, bounds, objective="cost", min_hits=0)
     with pytest.raises(ValueError, match="polish"):
         cost.trade(cost.state(start.index))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_move_histograms_updated_after_moves_equal_a_fresh_pass(seed):
+    scores, correct, costs = random_problem(5, 300, 700 + seed, ties=seed % 2 == 1)
+    hp = HardProblem(scores, correct, costs, _budget_between(costs, 0.5))
+    rng = np.random.default_rng(seed)
+    sizes = np.array([hp.n_candidates(n) for n in range(4)])
+    st = hp.state(rng.integers(0, sizes))
+    hist = hp._move_hist(st)
+    for _ in range(12):
+        idx = st.index.copy()
+        for n in rng.choice(4, size=rng.integers(1, 3), replace=False):
+            idx[n] = np.clip(idx[n] + rng.integers(-15, 16), 0, sizes[n] - 1)
+        st = hp.move(st, idx)
+        hist = hp._hist_update(hist, st)
+        fresh = hp._move_hist(st)
+        np.testing.assert_array_equal(hist["ex"], fresh["ex"])
+        np.testing.assert_array_equal(hist["e2"], fresh["e2"])
+        np.testing.assert_array_equal(hist["reach"], fresh["reach"])
+        for a, b in zip(hist["hh"] + hist["hc"], fresh["hh"] + fresh["hc"]):
+            np.testing.assert_array_equal(a, b)

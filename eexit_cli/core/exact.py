@@ -781,21 +781,34 @@ class HardProblem:
         (exact for that move; 0 at the current candidate), or None when no sample
         reaches ``n``.
 
-        One pass per exit over the samples that reach it: a sample reaching ``n``
-        leaves there when its rank is above ``k`` and otherwise takes the exit it
-        takes now (when that is past ``n``) or its second exit (the first one past
-        ``n`` where it would leave, when it leaves at ``n`` now).
+        A sample reaching ``n`` leaves there when its rank is above ``k`` and
+        otherwise takes the exit it takes now (when that is past ``n``) or its
+        second exit (the first one past ``n`` where it would leave, when it leaves
+        at ``n`` now): the tables are cumulative sums of per-exit histograms by
+        rank of what leaving rather than passing is worth (:meth:`_move_hist`).
         """
+        return self._tables_of(self._move_hist(st))
+
+    def _second_exits(self, sub, ex, index) -> np.ndarray:
+        """For samples ``sub`` leaving at ``ex``: the first exit past ``ex`` where each
+        would leave (``N - 1``: none before the last)."""
+        ne = self.n_exits - 1
+        e2 = np.full(sub.size, ne, dtype=np.intp)
+        for j in range(ne - 1, 0, -1):
+            lv = self._ranks[j, sub] > index[j]
+            lv &= ex < j
+            e2[lv] = j
+        return e2
+
+    def _move_hist(self, st: HardState) -> dict:
+        """Per exit ``n``, histograms by rank at ``n`` of the hits and row-0 fixed-point
+        cost of leaving at ``n`` rather than passing it, over the samples that reach
+        ``n``; with every sample's exit and second exit (one pass per exit)."""
         ex = self._load(st)
         ne, m = self.n_exits - 1, self.n_samples
         idx = st.index
         exi = ex.astype(np.intp)
-        # where the samples leaving at n now would go if they passed n
-        e2 = np.full(m, ne, dtype=np.intp)
-        for j in range(ne - 1, 0, -1):
-            lv = self._ranks[j] > idx[j]
-            lv &= exi < j
-            e2[lv] = j
+        e2 = self._second_exits(np.arange(m), exi, idx)
         order = np.argsort(ex, kind="stable")  # a radix sort of small integers
         eo = exi[order]
         # the samples reaching n are order[start[n]:], those leaving at n the first
@@ -806,12 +819,9 @@ class HardProblem:
         now_h = cf[eo * m + order].astype(np.float64)
         e2_h = cf[e2o * m + order].astype(np.float64)
         now_c, e2_c = ic[eo], ic[e2o]
-        out = []
+        hh, hc = [], []
         for n in range(ne):
             s, t = int(start[n]), int(start[n + 1])
-            if s >= m:
-                out.append(None)
-                continue
             sub = order[s:]
             size = self.n_candidates(n)
             rk = self._ranks[n, sub]
@@ -821,11 +831,69 @@ class HardProblem:
             wc = np.empty(sub.size)
             np.subtract(ic[n], e2_c[s:t], out=wc[: t - s])
             np.subtract(ic[n], now_c[t:], out=wc[t - s:])
-            k0 = int(idx[n])
-            gh = np.bincount(rk, weights=wh, minlength=size)
-            np.cumsum(gh, out=gh)
-            gc = np.bincount(rk, weights=wc, minlength=size)
-            np.cumsum(gc, out=gc)
+            # (float64 even when no sample reaches n)
+            hh.append(np.bincount(rk, weights=wh, minlength=size).astype(np.float64, copy=False))
+            hc.append(np.bincount(rk, weights=wc, minlength=size).astype(np.float64, copy=False))
+        return {"index": idx.copy(), "ex": exi, "e2": e2, "hh": hh, "hc": hc,
+                "reach": m - start[:ne]}
+
+    def _hist_update(self, hist: dict, st: HardState) -> dict:
+        """:meth:`_move_hist` of ``st`` from that of an earlier state, updated over the
+        samples ranked between the old and the new candidate of every threshold
+        that moved (no other sample's exit or second exit can differ)."""
+        ex = self._load(st)
+        old = hist["index"]
+        moved = np.flatnonzero(old != st.index)
+        if moved.size == 0:
+            return hist
+        parts = [self._band(n, *sorted((int(old[n]), int(st.index[n])))) for n in moved]
+        sub = parts[0] if len(parts) == 1 else np.unique(np.concatenate(parts))
+        if sub.size * 4 > self.n_samples:
+            return self._move_hist(st)
+        ne, m = self.n_exits - 1, self.n_samples
+        cf, ic = self._corr_flat, self._icost[0]
+        new_ex = ex[sub].astype(np.intp)
+        new_e2 = self._second_exits(sub, new_ex, st.index)
+        # take out what the samples added before, put in what they add now
+        both = np.concatenate([sub, sub])
+        e_all = np.concatenate([hist["ex"][sub], new_ex])
+        p2_all = np.concatenate([hist["e2"][sub], new_e2])
+        sign = np.repeat([-1.0, 1.0], sub.size)
+        for n in range(ne):
+            sel = np.flatnonzero(e_all >= n)
+            if sel.size == 0:
+                continue
+            smp, e = both[sel], e_all[sel]
+            p = np.where(e > n, e, p2_all[sel])
+            rk = self._ranks[n, smp]
+            size = hist["hh"][n].size
+            wh = self.correct[n, smp].astype(np.float64)
+            wh -= cf[p * m + smp]
+            wh *= sign[sel]
+            hist["hh"][n] += np.bincount(rk, weights=wh, minlength=size)
+            wc = ic[n] - ic[p]
+            wc *= sign[sel]
+            hist["hc"][n] += np.bincount(rk, weights=wc, minlength=size)
+        reach = hist["reach"].copy()
+        for e, w in ((hist["ex"][sub], -1), (new_ex, 1)):
+            c = np.cumsum(np.bincount(e, minlength=ne + 1)[::-1])[::-1]
+            reach += w * c[:ne]
+        hist["ex"][sub] = new_ex
+        hist["e2"][sub] = new_e2
+        hist["index"] = st.index.copy()
+        hist["reach"] = reach
+        return hist
+
+    def _tables_of(self, hist: dict) -> list:
+        """The tables of :meth:`move_tables` from the histograms of :meth:`_move_hist`."""
+        out = []
+        for n, (hh, hc) in enumerate(zip(hist["hh"], hist["hc"])):
+            if hist["reach"][n] == 0:
+                out.append(None)
+                continue
+            k0 = int(hist["index"][n])
+            gh = np.cumsum(hh)
+            gc = np.cumsum(hc)
             # moving to k: the samples ranked in (k, k0] start leaving at n (k < k0)
             # or those in (k0, k] stop (k > k0)
             np.subtract(gh[k0], gh, out=gh)
@@ -834,22 +902,30 @@ class HardProblem:
         return out
 
     @staticmethod
-    def _frontier(dh, dc):
-        """The moves of one exit that no other beats on both counts: ascending ``dc``
-        with strictly ascending ``dh`` (the cheapest move of each gain).  Returns
-        ``(dc, dh, k)``."""
-        if dc.size > 1 and np.all(dc[1:] >= dc[:-1]):
-            sdc, sdh, o = dc, dh, None  # rows that grow with the exit index: sorted by k
-        else:
+    def _frontier(dh, dc, floor, ceiling):
+        """The moves of one exit that no other beats on both counts, among those with
+        ``dh >= floor`` and ``dc <= ceiling``: ascending ``dc`` with strictly ascending
+        ``dh`` (the cheapest move of each gain).  Returns ``(dc, dh, k)``."""
+        if dc.size > 1 and not np.all(dc[1:] >= dc[:-1]):
             o = np.argsort(dc, kind="stable")
-            sdc, sdh = dc[o], dh[o]
+            dc, dh = dc[o], dh[o]
+        else:
+            o = None  # rows that grow with the exit index: sorted by k already
+        hi = int(np.searchsorted(dc, ceiling, side="right"))
+        ok = dh[:hi] >= floor
+        lo = int(np.argmax(ok)) if hi else 0
+        if hi == 0 or not ok[lo]:
+            e = np.zeros(0)
+            return e, e, np.zeros(0, dtype=np.intp)
+        # earlier moves all gain less than floor: the window's running maximum decides
+        sdc, sdh = dc[lo:hi], dh[lo:hi]
         keep = np.empty(sdh.size, dtype=bool)
         keep[0] = True
         np.greater(sdh[1:], np.maximum.accumulate(sdh)[:-1], out=keep[1:])
         k = np.flatnonzero(keep)
-        return sdc[k], sdh[k], (k if o is None else o[k])
+        return sdc[k], sdh[k], (k + lo if o is None else o[k + lo])
 
-    def _trades(self, st: HardState) -> list:
+    def _trades(self, st: HardState, tables=None) -> list:
         """Single and pair moves predicted to improve ``st``, best predicted first, as
         ``(gain, -cost, ((exit, k), ...))``.
 
@@ -859,30 +935,28 @@ class HardProblem:
         ``i``, the best frontier move of ``j`` that fits in what is left.
         """
         ne = self.n_exits - 1
-        fr = []
-        for n, tb in enumerate(self.move_tables(st)):
-            if tb is None:
-                fr.append((np.zeros(1), np.zeros(1), np.array([int(st.index[n])])))
-            else:
-                fr.append(self._frontier(*tb))
+        tabs = self.move_tables(st) if tables is None else tables
         b = self._ibound[0]
         slack = (b * (1.0 + 1e-12) if math.isfinite(b) else np.inf) - self._totals(st)[1]
+        # a move of n can be part of an improving pair only if some other exit's best
+        # gain makes up for its loss and some other exit's cheapest move pays for it
+        # (the current candidate of every exit gains 0 at cost 0)
+        top = np.array([0.0 if tb is None else float(tb[0].max()) for tb in tabs])
+        low = np.array([0.0 if tb is None else float(tb[1].min()) for tb in tabs])
+        fr = []
+        for n, tb in enumerate(tabs):
+            if tb is None:
+                fr.append((np.zeros(1), np.zeros(1), np.array([int(st.index[n])])))
+                continue
+            others = np.arange(ne) != n
+            floor = -top[others].max() if ne > 1 else 0.0
+            ceiling = slack - (low[others].min() if ne > 1 else 0.0)
+            fr.append(self._frontier(tb[0], tb[1], floor, ceiling))
         out = []
         for n, (dc, dh, k) in enumerate(fr):
             p = int(np.searchsorted(dc, slack, side="right")) - 1
             if p >= 0 and (dh[p] > 0 or (dh[p] == 0 and dc[p] < 0)):
                 out.append((float(dh[p]), -float(dc[p]), ((n, int(k[p])),)))
-        if ne < 2:
-            return out
-        # a move of i can be part of an improving pair only if some other exit's best
-        # gain makes up for its loss and some other exit's cheapest move pays for it
-        top = np.array([f[1][-1] for f in fr])
-        low = np.array([f[0][0] for f in fr])
-        for n in range(ne):
-            others = np.delete(np.arange(ne), n)
-            dc, dh, k = fr[n]
-            keep = (dh >= -top[others].max()) & (dc <= slack - low[others].min())
-            fr[n] = (dc[keep], dh[keep], k[keep])
         for j in range(1, ne):
             dcj, dhj, kj = fr[j]
             sizes = [fr[i][0].size for i in range(j)]
@@ -936,12 +1010,14 @@ class HardProblem:
         if not self.feasible(st):
             raise ValueError("trade needs a feasible state; repair it first")
         rounds = 0
+        hist = None
         while rounds < max_rounds:
             rounds += 1
+            hist = self._move_hist(st) if hist is None else self._hist_update(hist, st)
             moved = False
             used: set = set()
             misses = 0
-            for _, _, mv in self._trades(st):
+            for _, _, mv in self._trades(st, self._tables_of(hist)):
                 if any(n in used for n, _ in mv):
                     continue
                 if moved and misses >= patience:
