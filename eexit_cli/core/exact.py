@@ -237,6 +237,8 @@ class HardProblem:
         self.moves = 0
         self.pair_sweeps = 0
         self.trades_tried = 0
+        # passing an exit never makes row 0 cheaper: single-move costs grow with k
+        self._row0_grows = bool(np.all(np.diff(self._icost[0]) >= 0))
 
     # ------------------------------------------------------------- candidates
     @staticmethod
@@ -902,11 +904,12 @@ class HardProblem:
         return out
 
     @staticmethod
-    def _frontier(dh, dc, floor, ceiling):
+    def _frontier(dh, dc, floor, ceiling, sorted_dc=False):
         """The moves of one exit that no other beats on both counts, among those with
         ``dh >= floor`` and ``dc <= ceiling``: ascending ``dc`` with strictly ascending
-        ``dh`` (the cheapest move of each gain).  Returns ``(dc, dh, k)``."""
-        if dc.size > 1 and not np.all(dc[1:] >= dc[:-1]):
+        ``dh`` (the cheapest move of each gain).  Returns ``(dc, dh, k)``.  ``sorted_dc``:
+        ``dc`` is known not to decrease with ``k``."""
+        if not sorted_dc and dc.size > 1 and not np.all(dc[1:] >= dc[:-1]):
             o = np.argsort(dc, kind="stable")
             dc, dh = dc[o], dh[o]
         else:
@@ -951,7 +954,7 @@ class HardProblem:
             others = np.arange(ne) != n
             floor = -top[others].max() if ne > 1 else 0.0
             ceiling = slack - (low[others].min() if ne > 1 else 0.0)
-            fr.append(self._frontier(tb[0], tb[1], floor, ceiling))
+            fr.append(self._frontier(tb[0], tb[1], floor, ceiling, self._row0_grows))
         out = []
         for n, (dc, dh, k) in enumerate(fr):
             p = int(np.searchsorted(dc, slack, side="right")) - 1

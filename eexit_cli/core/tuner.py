@@ -518,7 +518,7 @@ def tune(scores, correct, costs, budget=None, *, tail=None, method: str = "ippp"
         starts["heuristic"] = hard.evaluate(hard.index_of(h.thresholds))
         if init_arr is not None:
             starts["init"] = hard.repair(init_arr)[0]
-        sweeps0 = hard.pair_sweeps
+        sweeps0, trades0 = hard.pair_sweeps, hard.trades_tried
         best_name, best, rounds_total = _polish_starts(hard, starts)
         if best is not None and best.key() > repaired.key():
             final_t = hard.thresholds_of(best.index)
@@ -526,6 +526,7 @@ def tune(scores, correct, costs, budget=None, *, tail=None, method: str = "ippp"
             best_name = "ippp"
         stages["polished"] = _stage(hard, final_t, None, start=best_name, rounds=rounds_total,
                                     pair_sweeps=hard.pair_sweeps - sweeps0,
+                                    trades=hard.trades_tried - trades0,
                                     seconds=time.perf_counter() - t_solved)
         if progress is not None:
             progress(total, total)
