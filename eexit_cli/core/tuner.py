@@ -61,6 +61,12 @@ DEFAULT_BETA = 100.0
 #: does not grow with M), then the window plus 96 quantiles of the samples reaching
 #: each exit (every such sample is read).
 _POLISH_LEVELS = ((32, 0), (32, 96))
+#: The priced search (HardProblem.trade) prices every candidate of every exit in each
+#: round, O(N M); with more candidates than this at some exit the pair-grid polish,
+#: whose cheap level reads only the samples near the current thresholds, is faster
+#: (benchmarks/RESULTS.md: at N = 12, M = 1e5 the priced search took 1.2x the time, at
+#: N = 32, M = 1e6 2.3x the time and twice the memory; at M = 1e4 a half to a third).
+_TRADE_MAX = 65_536
 #: Exits with at most this many candidates are searched exhaustively by pair sweeps
 #: (HardProblem.polish's default).
 _EXHAUSTIVE = 256
@@ -559,9 +565,11 @@ def _polish_starts(hard: HardProblem, starts: dict):
     (``_START_MARGIN``).  With one constraint row (a mean-latency budget) each
     start gets the priced search (:meth:`HardProblem.trade`), and on small
     problems, where the pair sweeps are exhaustive, the winner also gets the
-    cheap pair level; with tail rows too, each start gets the cheap pair level
-    and only the best goes on to the finer grids."""
-    trade = hard.n_rows == 1 and hard.objective == "accuracy" and hard.min_hits is None
+    cheap pair level; with tail rows too, or with more than ``_TRADE_MAX``
+    candidates at some exit, each start gets the cheap pair level and only the
+    best goes on to the finer grids."""
+    trade = (hard.n_rows == 1 and hard.objective == "accuracy" and hard.min_hits is None
+             and max(hard.n_candidates(n) for n in range(hard.n_exits - 1)) <= _TRADE_MAX)
     best_name, best, rounds_total, seen = None, None, 0, set()
     gain = 0.0  # the largest gain of the objective a start made in its first search
     rank = {name: r for r, name in enumerate(starts)}
