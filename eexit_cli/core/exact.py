@@ -805,7 +805,9 @@ class HardProblem:
     def _move_hist(self, st: HardState) -> dict:
         """Per exit ``n``, histograms by rank at ``n`` of the hits and row-0 fixed-point
         cost of leaving at ``n`` rather than passing it, over the samples that reach
-        ``n``; with every sample's exit and second exit (one pass per exit)."""
+        ``n``; with every sample's exit and second exit (one pass per exit).  The
+        histograms of all exits lie end to end in one array each (exit ``n`` at
+        ``off[n]:off[n + 1]``)."""
         ex = self._load(st)
         ne, m = self.n_exits - 1, self.n_samples
         idx = st.index
@@ -821,7 +823,9 @@ class HardProblem:
         now_h = cf[eo * m + order].astype(np.float64)
         e2_h = cf[e2o * m + order].astype(np.float64)
         now_c, e2_c = ic[eo], ic[e2o]
-        hh, hc = [], []
+        off = np.zeros(ne + 1, dtype=np.intp)
+        off[1:] = np.cumsum([self.n_candidates(n) for n in range(ne)])
+        hh, hc = np.zeros(off[-1]), np.zeros(off[-1])
         for n in range(ne):
             s, t = int(start[n]), int(start[n + 1])
             sub = order[s:]
@@ -833,16 +837,15 @@ class HardProblem:
             wc = np.empty(sub.size)
             np.subtract(ic[n], e2_c[s:t], out=wc[: t - s])
             np.subtract(ic[n], now_c[t:], out=wc[t - s:])
-            # (float64 even when no sample reaches n)
-            hh.append(np.bincount(rk, weights=wh, minlength=size).astype(np.float64, copy=False))
-            hc.append(np.bincount(rk, weights=wc, minlength=size).astype(np.float64, copy=False))
-        return {"index": idx.copy(), "ex": exi, "e2": e2, "hh": hh, "hc": hc,
+            hh[off[n]:off[n + 1]] = np.bincount(rk, weights=wh, minlength=size)
+            hc[off[n]:off[n + 1]] = np.bincount(rk, weights=wc, minlength=size)
+        return {"index": idx.copy(), "ex": exi, "e2": e2, "hh": hh, "hc": hc, "off": off,
                 "reach": m - start[:ne]}
 
     def _hist_update(self, hist: dict, st: HardState) -> dict:
         """:meth:`_move_hist` of ``st`` from that of an earlier state, updated over the
-        samples ranked between the old and the new candidate of every threshold
-        that moved (no other sample's exit or second exit can differ)."""
+        samples whose exit or second exit changed; those are among the samples ranked
+        between the old and the new candidate of a threshold that moved."""
         ex = self._load(st)
         old = hist["index"]
         moved = np.flatnonzero(old != st.index)
@@ -853,43 +856,51 @@ class HardProblem:
         if sub.size * 4 > self.n_samples:
             return self._move_hist(st)
         ne, m = self.n_exits - 1, self.n_samples
-        cf, ic = self._corr_flat, self._icost[0]
+        cf, ic, off = self._corr_flat, self._icost[0], hist["off"]
         new_ex = ex[sub].astype(np.intp)
         new_e2 = self._second_exits(sub, new_ex, st.index)
-        # take out what the samples added before, put in what they add now
-        both = np.concatenate([sub, sub])
-        e_all = np.concatenate([hist["ex"][sub], new_ex])
-        p2_all = np.concatenate([hist["e2"][sub], new_e2])
-        sign = np.repeat([-1.0, 1.0], sub.size)
-        for n in range(ne):
-            sel = np.flatnonzero(e_all >= n)
-            if sel.size == 0:
-                continue
-            smp, e = both[sel], e_all[sel]
-            p = np.where(e > n, e, p2_all[sel])
-            rk = self._ranks[n, smp]
-            size = hist["hh"][n].size
-            wh = self.correct[n, smp].astype(np.float64)
+        old_ex, old_e2 = hist["ex"][sub], hist["e2"][sub]
+        diff = np.flatnonzero((old_ex != new_ex) | (old_e2 != new_e2))
+        if diff.size:
+            sub, new_ex, new_e2 = sub[diff], new_ex[diff], new_e2[diff]
+            old_ex, old_e2 = old_ex[diff], old_e2[diff]
+            # take out what the samples added before, put in what they add now: every
+            # (exit n, sample) with n at most the sample's exit, for both at once
+            both = np.concatenate([sub, sub])
+            e_all = np.concatenate([old_ex, new_ex])
+            p2_all = np.concatenate([old_e2, new_e2])
+            n_i, s_i = np.nonzero(np.arange(ne)[:, None] <= e_all[None, :])
+            smp, e = both[s_i], e_all[s_i]
+            p = np.where(e > n_i, e, p2_all[s_i])
+            sign = np.where(s_i < sub.size, -1.0, 1.0)
+            flat = off[n_i] + self._ranks[n_i, smp]
+            wh = self.correct[n_i, smp].astype(np.float64)
             wh -= cf[p * m + smp]
-            wh *= sign[sel]
-            hist["hh"][n] += np.bincount(rk, weights=wh, minlength=size)
-            wc = ic[n] - ic[p]
-            wc *= sign[sel]
-            hist["hc"][n] += np.bincount(rk, weights=wc, minlength=size)
-        reach = hist["reach"].copy()
-        for e, w in ((hist["ex"][sub], -1), (new_ex, 1)):
-            c = np.cumsum(np.bincount(e, minlength=ne + 1)[::-1])[::-1]
-            reach += w * c[:ne]
-        hist["ex"][sub] = new_ex
-        hist["e2"][sub] = new_e2
+            wh *= sign
+            wc = ic[n_i] - ic[p]
+            wc *= sign
+            size = hist["hh"].size
+            if flat.size * 8 < size:  # few: no pass over every candidate
+                np.add.at(hist["hh"], flat, wh)
+                np.add.at(hist["hc"], flat, wc)
+            else:
+                hist["hh"] += np.bincount(flat, weights=wh, minlength=size)
+                hist["hc"] += np.bincount(flat, weights=wc, minlength=size)
+            reach = hist["reach"]
+            for e_set, w in ((old_ex, -1), (new_ex, 1)):
+                c = np.cumsum(np.bincount(e_set, minlength=ne + 1)[::-1])[::-1]
+                reach += w * c[:ne]
+            hist["ex"][sub] = new_ex
+            hist["e2"][sub] = new_e2
         hist["index"] = st.index.copy()
-        hist["reach"] = reach
         return hist
 
     def _tables_of(self, hist: dict) -> list:
         """The tables of :meth:`move_tables` from the histograms of :meth:`_move_hist`."""
         out = []
-        for n, (hh, hc) in enumerate(zip(hist["hh"], hist["hc"])):
+        off = hist["off"]
+        for n in range(self.n_exits - 1):
+            hh, hc = hist["hh"][off[n]:off[n + 1]], hist["hc"][off[n]:off[n + 1]]
             if hist["reach"][n] == 0:
                 out.append(None)
                 continue
