@@ -5,7 +5,7 @@
 Prints, per model, the median time of one `eexit_cli.core.replay.replay_checked`
 call ("checked": exit search and per-exit statistics on arrays checked where
 they entered, the path of the reader's outputs through tune and evaluate) and
-of one public `replay` call (which also reads every score for NaN/Inf), next
+of one public `replay` call (which also reads the early exits' scores for NaN), next
 to other formulations measured in the same run, interleaved (read the ratios:
 the machine is shared):
 - "mask loop": the plainest fast form, one pass per exit over boolean masks of

@@ -187,8 +187,8 @@ GOOD_COSTS = [1.0, 2.0]
 def test_check_problem_rejects(scores, correct, costs, match):
     with pytest.raises(ValueError, match=match):
         check_problem(scores, correct, costs)
-    if costs is not None:
-        with pytest.raises(ValueError, match=match):
+    if costs is not None and "Inf" not in match:
+        with pytest.raises(ValueError, match=match if "NaN" not in match else "NaN at exit 1"):
             replay(scores, correct, [0.5], costs)
 
 
@@ -211,13 +211,29 @@ def test_replay_rejects_nan_thresholds():
         replay_checked(GOOD_SCORES, GOOD_CORRECT, [np.nan], np.asarray(GOOD_COSTS, float))
 
 
-@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_public_replay_still_rejects_non_finite_scores(bad):
-    # only replay_checked trusts its caller; replay itself reads every score
-    scores = np.array(GOOD_SCORES, dtype=float)
-    scores[1, -1] = bad
+@pytest.mark.parametrize("row", [0, 1, 2])
+def test_public_replay_rejects_nan_at_an_early_exit(row):
+    # only replay_checked trusts its caller; replay itself reads the early exits' scores
+    scores = np.array([[0.1, 0.9, 0.5], [0.2, 0.8, 0.5], [0.3, 0.7, 0.5], [0.4, 0.6, 0.5]])
+    correct = np.ones_like(scores, dtype=bool)
+    scores[row, 1] = np.nan
+    with pytest.raises(ValueError, match=f"scores contains NaN at exit {row + 1}"):
+        replay(scores, correct, [0.5, 0.5, 0.5], [1.0, 2.0, 3.0, 4.0])
+
+
+def test_public_replay_reads_infinite_scores_by_the_rule_and_ignores_the_last_exit():
+    scores = np.array([[np.inf, -np.inf, 0.2, np.inf], [0.9, 0.9, -np.inf, 0.1],
+                       [np.nan, np.inf, -np.inf, 0.3]])
+    correct = np.array([[1, 0, 0, 1], [0, 1, 0, 0], [0, 0, 1, 1]], dtype=bool)
+    for t in ([0.5, 0.5], [np.inf, 0.5], [-np.inf, np.inf], [0.1, -np.inf]):
+        got = replay(scores, correct, t, [1.0, 2.0, 4.0])
+        ex = [next((n for n in range(2) if scores[n, m] > t[n]), 2) for m in range(4)]
+        assert got.exit_index.tolist() == ex
+        assert got.accuracy == np.mean([correct[e, m] for m, e in enumerate(ex)])
+        assert got.mean_latency == pytest.approx(np.mean([[1.0, 2.0, 4.0][e] for e in ex]))
+    # the tuner and the reader refuse them all
     with pytest.raises(ValueError, match="scores contains NaN or Inf"):
-        replay(scores, GOOD_CORRECT, [0.5], GOOD_COSTS)
+        check_problem(scores, correct, [1.0, 2.0, 4.0])
 
 
 # ---------------------------------------------------------------------------
@@ -245,3 +261,21 @@ def test_replay_equals_plain_loop_on_refdata(refdata, model):
         assert_allclose(res.exit_accuracy, exit_acc, rtol=1e-15, equal_nan=True)
         assert_allclose(res.mean_latency, lat, rtol=1e-12)
         assert costs[0] <= res.mean_latency <= costs[-1]
+
+
+@pytest.mark.parametrize("n_samples", [50, 200_000])  # one reduction / row by row
+@pytest.mark.parametrize("row", [0, 2])
+def test_public_replay_finds_nan_whatever_the_size(n_samples, row):
+    rng = np.random.default_rng(n_samples)
+    scores = rng.random((4, n_samples))
+    correct = rng.random((4, n_samples)) < 0.7
+    ref = replay(scores, correct, [0.5, 0.6, 0.7], [1.0, 2.0, 3.0, 4.0])
+    assert ref.accuracy == replay_checked(scores, correct, [0.5, 0.6, 0.7],
+                                          np.array([1.0, 2.0, 3.0, 4.0])).accuracy
+    kept = scores[row, n_samples - 1]
+    scores[row, n_samples - 1] = np.nan
+    with pytest.raises(ValueError, match=f"scores contains NaN at exit {row + 1}"):
+        replay(scores, correct, [0.5, 0.6, 0.7], [1.0, 2.0, 3.0, 4.0])
+    scores[row, n_samples - 1] = kept
+    scores[3, 0] = np.nan  # the last exit's scores decide nothing
+    assert replay(scores, correct, [0.5, 0.6, 0.7], [1.0, 2.0, 3.0, 4.0]).accuracy == ref.accuracy

@@ -15,8 +15,7 @@ from fractions import Fraction
 import numpy as np
 
 from eexit_cli.core.latency import parse_budget, parse_fraction
-from eexit_cli.core.replay import ReplayResult, check_costs, replay_checked
-from eexit_cli.core.replay import replay as replay_scores
+from eexit_cli.core.replay import ReplayResult, check_costs, check_problem, replay_checked
 from eexit_cli.core.report import evaluation_entry, evaluation_report
 from eexit_cli.core.tail import TailBudget, parse_tail
 from eexit_cli.errors import InputError
@@ -331,8 +330,9 @@ def replay(split, policy, *, entry=None, ignore_index: int | None = None) -> Rep
         raise ValueError(f"split has {outputs.n_exits} exits, the policy {policy.n_exits} (N disagrees)")
     if policy.costs is None:
         raise ValueError("the policy has no latency profile (costs) to compute the mean latency with")
-    if outputs is split:  # arrays made by the caller: checked here
-        return replay_scores(outputs.scores, outputs.correct, policy.thresholds, policy.costs)
+    if outputs is split:  # arrays made by the caller: checked here, as evaluate() checks them
+        scores, correct, costs = check_problem(outputs.scores, outputs.correct, policy.costs)
+        return replay_checked(scores, correct, policy.thresholds, costs)
     # read_exits checked the scores it read
     return replay_checked(outputs.scores, outputs.correct, policy.thresholds,
                           check_costs(policy.costs, outputs.n_exits))

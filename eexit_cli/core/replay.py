@@ -7,6 +7,7 @@ early exit is answered by the last exit ``N``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -60,12 +61,8 @@ class ReplayResult:
         ]
 
 
-def check_problem(scores, correct, costs=None):
-    """Validate and normalise the (scores, correct, costs) triple used everywhere.
-
-    Returns float64 scores (N, M), bool correct (N, M) and float64 costs (N,).
-    Raises ``ValueError`` naming the offending parameter.
-    """
+def _check_shapes(scores, correct):
+    """float64 scores and the array of correct with the shapes every caller needs."""
     scores = np.asarray(scores, dtype=np.float64)
     correct = np.asarray(correct)
     if scores.ndim != 2:
@@ -77,15 +74,27 @@ def check_problem(scores, correct, costs=None):
         raise ValueError("scores has no samples")
     if correct.shape != scores.shape:
         raise ValueError(f"correct has shape {correct.shape}, expected {scores.shape} like scores")
+    return scores, correct
+
+
+def check_problem(scores, correct, costs=None):
+    """Validate and normalise the (scores, correct, costs) triple used everywhere.
+
+    Returns float64 scores (N, M), bool correct (N, M) and float64 costs (N,).
+    Raises ``ValueError`` naming the offending parameter.
+    """
+    scores, correct = _check_shapes(scores, correct)
     # a sum propagates NaN and infinities: one fast pass and no boolean array;
     # only when it is not finite (NaN, inf, or the overflow of huge but finite
     # scores) is every score looked at
-    if not np.isfinite(scores.sum()) and not np.all(np.isfinite(scores)):
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf, overflow: found below
+        total = scores.sum()
+    if not np.isfinite(total) and not np.all(np.isfinite(scores)):
         raise ValueError("scores contains NaN or Inf")
     correct = correct.astype(bool, copy=False)
     if costs is None:
         return scores, correct, None
-    return scores, correct, check_costs(costs, n_exits)
+    return scores, correct, check_costs(costs, scores.shape[0])
 
 
 def check_costs(costs, n_exits: int) -> np.ndarray:
@@ -93,19 +102,23 @@ def check_costs(costs, n_exits: int) -> np.ndarray:
     costs = np.asarray(costs, dtype=np.float64)
     if costs.shape != (n_exits,):
         raise ValueError(f"costs must have one entry per exit ({n_exits}), got shape {costs.shape}")
-    if not (costs.min() > 0 and np.isfinite(costs.sum())):  # NaN fails both
+    # N is small: plain Python floats are quicker than numpy reductions here
+    if not all(0.0 < c < math.inf for c in costs.tolist()):  # NaN fails too
         raise ValueError("costs must be positive and finite")
     return costs
 
 
-def _check_thresholds(thresholds: np.ndarray, n_exits: int) -> None:
+def _check_thresholds(thresholds: np.ndarray, n_exits: int) -> list:
+    """The thresholds as a list of Python floats, after checking their number and NaN."""
     if thresholds.shape != (n_exits - 1,):
         raise ValueError(
             f"thresholds must have N-1 = {n_exits - 1} entries, got shape {thresholds.shape}"
         )
-    if np.isnan(thresholds).any():
+    values = thresholds.tolist()
+    if any(t != t for t in values):
         # a NaN compares False, which would silently mean "never exit here"
         raise ValueError("thresholds contains NaN (use +inf for an exit that is never taken)")
+    return values
 
 
 def exit_indices(scores: np.ndarray, thresholds) -> np.ndarray:
@@ -148,11 +161,40 @@ def replay(scores, correct, thresholds, costs) -> ReplayResult:
     Raises
     ------
     ValueError
-        For the inputs :func:`check_problem` refuses (scores with NaN or Inf among
-        them) and for thresholds of the wrong shape or with NaN.
+        For malformed shapes, costs that are not positive and finite,
+        thresholds of the wrong number or with NaN, and a NaN score at an
+        early exit (it compares False with every threshold, which would
+        silently mean "never exit here").
+
+    Notes
+    -----
+    The rule reads the scores of the early exits only, so only those are
+    looked at, for NaN only: an infinite score is well defined under the rule
+    (``+inf`` leaves unless the threshold is ``+inf``, ``-inf`` never leaves),
+    and the last exit's scores decide nothing.  :func:`check_problem`, which
+    the tuner and the file reader apply, refuses every non-finite score.
     """
-    scores, correct, costs = check_problem(scores, correct, costs)
-    return replay_checked(scores, correct, thresholds, costs)
+    scores, correct = _check_shapes(scores, correct)
+    correct = correct.astype(bool, copy=False)
+    costs = check_costs(costs, scores.shape[0])
+    # a minimum propagates NaN: one reduction when the early exits' rows fit in a
+    # typical L2 cache, otherwise row by row inside the replay, each row then being
+    # still cached for its comparison
+    early = scores[:-1]
+    if early.size <= _CACHED_SCORES:
+        if math.isnan(early.min()):
+            _nan_at(int(np.flatnonzero(np.isnan(early).any(axis=1))[0]))
+        return _replay(scores, correct, thresholds, costs, False)
+    return _replay(scores, correct, thresholds, costs, True)
+
+
+#: float64 scores that fit in 1 MiB (see :func:`replay`)
+_CACHED_SCORES = 131_072
+
+
+def _nan_at(n: int):
+    raise ValueError(f"scores contains NaN at exit {n + 1} (an early exit's scores decide "
+                     "where samples leave)")
 
 
 def replay_checked(scores: np.ndarray, correct: np.ndarray, thresholds, costs: np.ndarray) -> ReplayResult:
@@ -160,33 +202,43 @@ def replay_checked(scores: np.ndarray, correct: np.ndarray, thresholds, costs: n
 
     For the callers that validated their problem where it entered (the reader,
     the tuner, the evaluation report): the scores are not read a second time to
-    look for NaN or Inf.  ``scores`` must be float64 (N, M) and finite,
-    ``correct`` bool (N, M), ``costs`` float64 (N,); the thresholds (N-1 values)
-    are still checked.
+    look for NaN.  ``scores`` must be float64 (N, M) without NaN at the early
+    exits, ``correct`` bool (N, M), ``costs`` float64 (N,); the thresholds (N-1
+    values) are still checked.
     """
+    return _replay(scores, correct, thresholds, costs, False)
+
+
+def _replay(scores, correct, thresholds, costs, check_nan: bool) -> ReplayResult:
     n_exits, n_samples = scores.shape
     thresholds = np.array(thresholds, dtype=np.float64)  # a copy: the result keeps it
-    _check_thresholds(thresholds, n_exits)
+    values = _check_thresholds(thresholds, n_exits)
     # one pass per exit over boolean masks of the samples still undecided: the
     # statistics need counts only, the exit of every sample is made on demand
-    counts = np.empty(n_exits, dtype=np.int64)
-    hits = np.empty(n_exits, dtype=np.int64)
-    alive = np.ones(n_samples, dtype=bool)
+    counts, hits = [], []
     leave = np.empty(n_samples, dtype=bool)
+    alive = None  # everyone, until the first exit
     count_nonzero, logical_and, greater = np.count_nonzero, np.logical_and, np.greater
     for n in range(n_exits - 1):
-        greater(scores[n], thresholds[n], out=leave)
-        leave &= alive
-        counts[n] = count_nonzero(leave)
-        alive ^= leave
-        hits[n] = count_nonzero(logical_and(leave, correct[n], out=leave))
-    counts[-1] = count_nonzero(alive)
-    hits[-1] = count_nonzero(logical_and(alive, correct[-1], out=alive))
-    fraction = counts / n_samples
-    with np.errstate(invalid="ignore", divide="ignore"):
-        exit_acc = hits / counts  # NaN where no sample leaves (0 / 0)
+        row = scores[n]
+        if check_nan and math.isnan(row.min()):
+            _nan_at(n)
+        greater(row, values[n], out=leave)
+        if alive is None:
+            alive = np.logical_not(leave)
+        else:
+            leave &= alive
+            alive ^= leave
+        counts.append(count_nonzero(leave))
+        hits.append(count_nonzero(logical_and(leave, correct[n], out=leave)))
+    counts.append(count_nonzero(alive))
+    hits.append(count_nonzero(logical_and(alive, correct[-1], out=alive)))
+    fraction = np.array(counts, dtype=np.float64)
+    fraction /= n_samples  # exact counts below 2**53: as counts / M in int64
+    # NaN where no sample leaves (0 / 0)
+    exit_acc = np.array([h / c if c else math.nan for h, c in zip(hits, counts)])
     return ReplayResult(
-        accuracy=float(hits.sum() / n_samples),
+        accuracy=float(sum(hits) / n_samples),
         mean_latency=float(fraction @ costs),
         fraction=fraction,
         exit_accuracy=exit_acc,
