@@ -264,3 +264,20 @@ def test_move_histograms_updated_after_moves_equal_a_fresh_pass(seed):
         np.testing.assert_array_equal(hist["reach"], fresh["reach"])
         np.testing.assert_array_equal(hist["hh"], fresh["hh"])
         np.testing.assert_array_equal(hist["hc"], fresh["hc"])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_trade_from_a_state_on_an_earlier_path_ends_where_that_path_ended(seed):
+    scores, correct, costs = random_problem(5, 400, 800 + seed)
+    hp = HardProblem(scores, correct, costs, _budget_between(costs, 0.4))
+    known: dict = {}
+    start = hp.repair(np.full(4, 0.9))[0]
+    out, rounds = hp.trade(start, known=known)
+    assert tuple(int(k) for k in start.index) in known
+    assert all(v is out for v in known.values())
+    again, rounds_again = hp.trade(hp.state(start.index), known=known)
+    assert again is out and rounds_again == 0
+    # the same answer as a search without the record
+    other = HardProblem(scores, correct, costs, hp.budget)
+    fresh, _ = other.trade(other.state(start.index))
+    assert fresh.key() == out.key() and np.array_equal(fresh.index, out.index)

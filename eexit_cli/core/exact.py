@@ -1000,7 +1000,8 @@ class HardProblem:
         out.sort(key=lambda x: (x[0], x[1]), reverse=True)
         return out
 
-    def trade(self, st: HardState, *, max_rounds: int = 1000, patience: int = 4) -> tuple[HardState, int]:
+    def trade(self, st: HardState, *, max_rounds: int = 1000, patience: int = 4,
+              known: dict | None = None) -> tuple[HardState, int]:
         """Improve the objective with priced moves of one or two thresholds.
 
         Each round prices every single-threshold move exactly
@@ -1016,6 +1017,11 @@ class HardProblem:
         predicted move improves the state: a state where every move of one
         threshold and every predicted pair move has been checked.
 
+        ``known`` (a dict, shared between calls on one problem): the search is a
+        function of the state a round starts from, so it records every such state
+        with the state the search ended in, and a later search that reaches one of
+        them stops there with that end (several starts often meet on the way).
+
         ``objective="accuracy"`` without ``min_hits`` only.  Every accepted state
         is feasible.  Returns the final state and the number of rounds.
         """
@@ -1025,7 +1031,13 @@ class HardProblem:
             raise ValueError("trade needs a feasible state; repair it first")
         rounds = 0
         hist = None
+        path = []
         while rounds < max_rounds:
+            sig = tuple(int(k) for k in st.index)
+            if known is not None and sig in known:
+                st = known[sig]  # the search went on from here before: same end
+                break
+            path.append(sig)
             rounds += 1
             hist = self._move_hist(st) if hist is None else self._hist_update(hist, st)
             moved = False
@@ -1049,6 +1061,8 @@ class HardProblem:
                     misses += 1
             if not moved:
                 break
+        if known is not None and rounds < max_rounds:
+            known.update((sig, st) for sig in path)
         return st, rounds
 
     # ------------------------------------------------------------------ polish

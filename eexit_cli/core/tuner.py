@@ -570,7 +570,7 @@ def _polish_starts(hard: HardProblem, starts: dict):
     best goes on to the finer grids."""
     trade = (hard.n_rows == 1 and hard.objective == "accuracy" and hard.min_hits is None
              and max(hard.n_candidates(n) for n in range(hard.n_exits - 1)) <= _TRADE_MAX)
-    best_name, best, rounds_total, seen = None, None, 0, set()
+    best_name, best, rounds_total, seen, known = None, None, 0, set(), {}
     gain = 0.0  # the largest gain of the objective a start made in its first search
     rank = {name: r for r, name in enumerate(starts)}
     for name, st in sorted(starts.items(), key=lambda kv: kv[1].key(), reverse=True):
@@ -583,7 +583,7 @@ def _polish_starts(hard: HardProblem, starts: dict):
         if best is not None and best.key()[0] - st.key()[0] > _START_MARGIN * gain:
             continue
         if trade:
-            out, rounds = hard.trade(st)
+            out, rounds = hard.trade(st, known=known)
         else:
             out, rounds = hard.polish(st, levels=_POLISH_LEVELS[:1])
         rounds_total += rounds
