@@ -35,6 +35,9 @@ Methods
   two thresholds at once over a grid that is exhaustive when the exits have few
   distinct scores, and otherwise combines full resolution near the current
   values with quantiles of the samples reaching each exit.
+* :meth:`HardProblem.trade` (objective "accuracy") prices every single-threshold
+  move exactly, predicts the best pair moves by adding two exits' prices under
+  the slack of row 0, and keeps the predicted moves that an exact check confirms.
 
 Thresholds are represented by candidate indices.  At exit ``n`` with sorted
 distinct scores ``u_1 < ... < u_K``, index ``k`` means "the samples whose score
@@ -51,7 +54,9 @@ early exit (int32, ``4 (N-1) M`` bytes), the sorted distinct scores of every
 exit (at most ``8 (N-1) M`` bytes) and the exit every sample takes in the
 current state (``M`` or ``2M`` bytes); it reads ``correct`` (``N M`` bytes) and
 never copies ``scores``.  Everything else lives only during one sweep and is
-O(M).  Peak memory is therefore about ``13 (N-1) M`` bytes on top of the
+O(M), except during :meth:`HardProblem.trade`: two histograms over every
+candidate of every exit (``16 (N-1) M`` bytes at most) for the whole search,
+and as much again for the tables of one round.  Peak memory is therefore about ``13 (N-1) M`` bytes on top of the
 caller's arrays; there are no caches that grow with the number of moves.
 
 A move changes only the samples whose decision flips at a changed threshold:
