@@ -141,3 +141,143 @@ def test_bad_rows_and_objective_raise():
         HardProblem(scores, correct, costs, 1.0, objective="cost")
     with pytest.raises(ValueError, match="objective"):
         HardProblem(scores, correct, costs, 1.0, objective="speed")
+
+
+# ------------------------------------------------------------------ priced trades
+def _budget_between(costs, share):
+    return costs[0] + share * (costs[-1] - costs[0])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_move_tables_match_every_single_move(seed):
+    # every entry of the tables against a full evaluation of that move
+    scores, correct, costs = random_problem(4, 60, 300 + seed, ties=seed % 2 == 0)
+    hp = HardProblem(scores, correct, costs, _budget_between(costs, 0.5))
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, [hp.n_candidates(n) for n in range(3)])
+    st = hp.state(idx)
+    tables = hp.move_tables(st)
+    base = hp._totals(st)
+    for n, tb in enumerate(tables):
+        if tb is None:
+            assert not np.any(hp.exits(idx) >= n)
+            continue
+        dh, dc = tb
+        assert dh.shape == dc.shape == (hp.n_candidates(n),)
+        for k in range(hp.n_candidates(n)):
+            other = idx.copy()
+            other[n] = k
+            full = HardProblem(scores, correct, costs, hp.budget).state(other)
+            assert dh[k] == full.hits - st.hits
+            assert dc[k] == hp._totals(full)[1] - base[1]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_trade_predictions_are_the_best_sum_of_two_single_moves(seed):
+    # a pair's prediction: the best sum of two single moves whose predicted row-0
+    # total fits the bound (then the lowest cost), found here by trying every pair
+    scores, correct, costs = random_problem(4, 50, 400 + seed, ties=seed % 2 == 1)
+    hp = HardProblem(scores, correct, costs, _budget_between(costs, 0.4))
+    st = hp.repair(np.full(3, 0.7))[0]
+    tables = hp.move_tables(st)
+    slack = hp._ibound[0] * (1 + 1e-12) - hp._totals(st)[1]
+    predicted = {tuple(n for n, _ in mv): (g, c) for g, c, mv in hp._trades(st)}
+    for i, j in itertools.combinations(range(3), 2):
+        if tables[i] is None or tables[j] is None:
+            continue
+        (hi, ci), (hj, cj) = tables[i], tables[j]
+        gain = hi[:, None] + hj[None, :]
+        cost = ci[:, None] + cj[None, :]
+        ok = cost <= slack
+        best = None
+        for a, b in zip(*np.nonzero(ok)):
+            key = (gain[a, b], -cost[a, b])
+            if best is None or key > best:
+                best = key
+        improving = best is not None and (best[0] > 0 or (best[0] == 0 and best[1] > 0))
+        if improving:
+            assert predicted[(i, j)] == best
+        else:
+            assert (i, j) not in predicted
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_trade_ends_where_no_single_or_predicted_pair_move_improves(seed):
+    scores, correct, costs = random_problem(4, 150, 500 + seed, ties=seed % 2 == 0)
+    hp = HardProblem(scores, correct, costs, _budget_between(costs, 0.2 + 0.1 * (seed % 6)))
+    start = hp.repair(np.full(3, 0.8))[0]
+    out, rounds = hp.trade(start)
+    assert rounds >= 1 and hp.feasible(out) and out.key() >= start.key()
+    # exact, independently: every move of one threshold
+    for n in range(3):
+        for k in range(hp.n_candidates(n)):
+            idx = out.index.copy()
+            idx[n] = k
+            cand = HardProblem(scores, correct, costs, hp.budget).state(idx)
+            assert not (hp.feasible(cand) and cand.key() > out.key())
+    # and every pair move the last round predicted
+    for _, _, mv in hp._trades(out):
+        idx = out.index.copy()
+        for n, k in mv:
+            idx[n] = k
+        cand = HardProblem(scores, correct, costs, hp.budget).state(idx)
+        assert not (hp.feasible(cand) and cand.key() > out.key())
+    t = hp.thresholds_of(out.index)
+    rep = replay(scores, correct, t, costs)
+    assert rep.accuracy * 150 == out.hits and rep.mean_latency <= hp.budget
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_trade_keeps_every_row_and_refuses_other_objectives(seed):
+    scores, correct, costs = random_problem(5, 200, 600 + seed)
+    rows, bounds = _two_rows(costs, seed)
+    bounds[1] = max(bounds[1], 0.4)
+    hp = HardProblem(scores, correct, rows, bounds)
+    start = hp.repair(np.full(4, 0.7))[0]
+    if not hp.feasible(start):
+        pytest.skip("no feasible start")
+    out, _ = hp.trade(start)
+    assert hp.feasible(out) and out.key() >= start.key()
+    assert np.all(_means(scores, correct, rows, hp.thresholds_of(out.index)) <= bounds)
+    cost = HardProblem(scores, correct, rows, bounds, objective="cost", min_hits=0)
+    with pytest.raises(ValueError, match="polish"):
+        cost.trade(cost.state(start.index))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_move_histograms_updated_after_moves_equal_a_fresh_pass(seed):
+    scores, correct, costs = random_problem(5, 300, 700 + seed, ties=seed % 2 == 1)
+    hp = HardProblem(scores, correct, costs, _budget_between(costs, 0.5))
+    rng = np.random.default_rng(seed)
+    sizes = np.array([hp.n_candidates(n) for n in range(4)])
+    st = hp.state(rng.integers(0, sizes))
+    hist = hp._move_hist(st)
+    for _ in range(12):
+        idx = st.index.copy()
+        for n in rng.choice(4, size=rng.integers(1, 3), replace=False):
+            idx[n] = np.clip(idx[n] + rng.integers(-15, 16), 0, sizes[n] - 1)
+        st = hp.move(st, idx)
+        hist = hp._hist_update(hist, st)
+        fresh = hp._move_hist(st)
+        np.testing.assert_array_equal(hist["ex"], fresh["ex"])
+        np.testing.assert_array_equal(hist["e2"], fresh["e2"])
+        np.testing.assert_array_equal(hist["reach"], fresh["reach"])
+        np.testing.assert_array_equal(hist["hh"], fresh["hh"])
+        np.testing.assert_array_equal(hist["hc"], fresh["hc"])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_trade_from_a_state_on_an_earlier_path_ends_where_that_path_ended(seed):
+    scores, correct, costs = random_problem(5, 400, 800 + seed)
+    hp = HardProblem(scores, correct, costs, _budget_between(costs, 0.4))
+    known: dict = {}
+    start = hp.repair(np.full(4, 0.9))[0]
+    out, rounds = hp.trade(start, known=known)
+    assert tuple(int(k) for k in start.index) in known
+    assert all(v is out for v in known.values())
+    again, rounds_again = hp.trade(hp.state(start.index), known=known)
+    assert again is out and rounds_again == 0
+    # the same answer as a search without the record
+    other = HardProblem(scores, correct, costs, hp.budget)
+    fresh, _ = other.trade(other.state(start.index))
+    assert fresh.key() == out.key() and np.array_equal(fresh.index, out.index)

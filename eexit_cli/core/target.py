@@ -4,8 +4,7 @@
 structure of the problem rather than a second solver: the best accuracy
 reachable within a mean-latency budget, ``F(Γ)``, grows with ``Γ``, so the
 smallest budget whose tuned thresholds reach the target is found by a coarse
-sweep (each budget warm-started from the previous one, as a frontier is) and a
-bisection between the last budget that missed and the first that reached it.
+sweep (each budget from the default starts) and a bisection between the last budget that missed and the first that reached it.
 Every tuned result that reaches the target is kept, the cheapest wins, and an
 exact polish on the hard rule (:meth:`HardProblem.polish` with the latency
 objective and ``min_hits``) then lowers its mean latency further at fixed
@@ -133,14 +132,14 @@ def tune_fastest(scores, correct, costs, min_accuracy: float, *, tail=None, meth
             f"mean-latency limit{kept}); {fix}"
         )
 
-    # coarse sweep from the cheapest budget up, warm-started like a frontier
+    # coarse sweep from the cheapest budget up, each budget from the default starts: a
+    # chain of warm starts from tight budgets can hold the looser ones in a local
+    # optimum that leaves much of their budget unused
     grid = np.linspace(d_min, top.mean_latency, coarse)
     lo = None
     hi = top.mean_latency
-    init = None
     for b in grid[:-1]:
-        ok, res = run(float(b), init=init)
-        init = res.thresholds
+        ok, res = run(float(b))
         if ok:
             hi = float(b)
             break

@@ -61,6 +61,15 @@ DEFAULT_BETA = 100.0
 #: does not grow with M), then the window plus 96 quantiles of the samples reaching
 #: each exit (every such sample is read).
 _POLISH_LEVELS = ((32, 0), (32, 96))
+#: The priced search (HardProblem.trade) prices every candidate of every exit in each
+#: round, O(N M); with more candidates than this at some exit the pair-grid polish,
+#: whose cheap level reads only the samples near the current thresholds, is faster
+#: (benchmarks/RESULTS.md: at N = 12, M = 1e5 the priced search took 1.2x the time, at
+#: N = 32, M = 1e6 2.3x the time and twice the memory; at M = 1e4 a half to a third).
+_TRADE_MAX = 65_536
+#: Exits with at most this many candidates are searched exhaustively by pair sweeps
+#: (HardProblem.polish's default).
+_EXHAUSTIVE = 256
 #: Polish starts go best first; a start whose objective trails the best polished one
 #: by more than this many times the largest gain any start made on the cheap level is
 #: not polished (it would have to gain more than twice what any start gained).
@@ -515,36 +524,15 @@ def tune(scores, correct, costs, budget=None, *, tail=None, method: str = "ippp"
         starts["heuristic"] = hard.evaluate(hard.index_of(h.thresholds))
         if init_arr is not None:
             starts["init"] = hard.repair(init_arr)[0]
-        # the starts get the cheap level, best first, except those too far behind to
-        # catch up (_START_MARGIN); only the best goes on to the finer grids
-        best_name, best, rounds_total, seen = None, None, 0, set()
-        sweeps0 = hard.pair_sweeps
-        gain = 0.0  # the largest gain of the objective a start made on the cheap level
-        rank = {name: r for r, name in enumerate(starts)}
-        for name, st in sorted(starts.items(), key=lambda kv: kv[1].key(), reverse=True):
-            if not hard.feasible(st):
-                continue
-            sig = tuple(int(x) for x in st.index)
-            if sig in seen:
-                continue
-            seen.add(sig)
-            if best is not None and best.key()[0] - st.key()[0] > _START_MARGIN * gain:
-                continue
-            out, rounds = hard.polish(st, levels=_POLISH_LEVELS[:1])
-            rounds_total += rounds
-            gain = max(gain, out.key()[0] - st.key()[0])
-            # equal results: the start listed first wins (the iPPP result before the others)
-            if best is None or (out.key(), -rank[name]) > (best.key(), -rank[best_name]):
-                best_name, best = name, out
-        if best is not None:
-            best, rounds = hard.polish(best, levels=_POLISH_LEVELS)
-            rounds_total += rounds
+        sweeps0, trades0 = hard.pair_sweeps, hard.trades_tried
+        best_name, best, rounds_total = _polish_starts(hard, starts)
         if best is not None and best.key() > repaired.key():
             final_t = hard.thresholds_of(best.index)
         elif best is not None:
             best_name = "ippp"
         stages["polished"] = _stage(hard, final_t, None, start=best_name, rounds=rounds_total,
                                     pair_sweeps=hard.pair_sweeps - sweeps0,
+                                    trades=hard.trades_tried - trades0,
                                     seconds=time.perf_counter() - t_solved)
         if progress is not None:
             progress(total, total)
@@ -567,6 +555,51 @@ def tune(scores, correct, costs, budget=None, *, tail=None, method: str = "ippp"
                    res.converged, status, notes, res.iterations, res.gradient_evaluations,
                    t_start, params, stages, warnings, tails)
 
+
+def _polish_starts(hard: HardProblem, starts: dict):
+    """Polish the feasible ``starts`` (name -> HardState, in order of preference) and
+    return ``(name, state, rounds)`` of the best result (``(None, None, rounds)`` when
+    no start is feasible).
+
+    The starts go best first, except those too far behind to catch up
+    (``_START_MARGIN``).  With one constraint row (a mean-latency budget) each
+    start gets the priced search (:meth:`HardProblem.trade`), and on small
+    problems, where the pair sweeps are exhaustive, the winner also gets the
+    cheap pair level; with tail rows too, or with more than ``_TRADE_MAX``
+    candidates at some exit, each start gets the cheap pair level and only the
+    best goes on to the finer grids."""
+    trade = (hard.n_rows == 1 and hard.objective == "accuracy" and hard.min_hits is None
+             and max(hard.n_candidates(n) for n in range(hard.n_exits - 1)) <= _TRADE_MAX)
+    best_name, best, rounds_total, seen, known = None, None, 0, set(), {}
+    gain = 0.0  # the largest gain of the objective a start made in its first search
+    rank = {name: r for r, name in enumerate(starts)}
+    for name, st in sorted(starts.items(), key=lambda kv: kv[1].key(), reverse=True):
+        if not hard.feasible(st):
+            continue
+        sig = tuple(int(x) for x in st.index)
+        if sig in seen:
+            continue
+        seen.add(sig)
+        if best is not None and best.key()[0] - st.key()[0] > _START_MARGIN * gain:
+            continue
+        if trade:
+            out, rounds = hard.trade(st, known=known)
+        else:
+            out, rounds = hard.polish(st, levels=_POLISH_LEVELS[:1])
+        rounds_total += rounds
+        gain = max(gain, out.key()[0] - st.key()[0])
+        # equal results: the start listed first wins (the iPPP result before the others)
+        if best is None or (out.key(), -rank[name]) > (best.key(), -rank[best_name]):
+            best_name, best = name, out
+    if best is None:
+        return best_name, best, rounds_total
+    if not trade:
+        best, rounds = hard.polish(best, levels=_POLISH_LEVELS)
+        rounds_total += rounds
+    elif all(hard.n_candidates(n) <= _EXHAUSTIVE for n in range(hard.n_exits - 1)):
+        best, rounds = hard.polish(best, levels=_POLISH_LEVELS[:1], exhaustive=_EXHAUSTIVE)
+        rounds_total += rounds
+    return best_name, best, rounds_total
 
 def _round_bits(x, bits: int = 40):
     m, e = np.frexp(np.asarray(x, dtype=np.float64))
