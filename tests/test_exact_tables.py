@@ -231,3 +231,18 @@ def test_quantile_positions_match_linspace_and_unique():
             want_stride, want = ref(size, coarse)
             assert stride == want_stride
             np.testing.assert_array_equal(pos, want)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_second_exits_of_every_sample_match_the_per_sample_loop(seed):
+    scores, correct, costs = random_problem(6, 300, 900 + seed, ties=seed % 2 == 0)
+    hp = HardProblem(scores, correct, costs, costs.mean())
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, [hp.n_candidates(n) for n in range(5)])
+    ex = hp.exits(idx).astype(np.intp)
+    every = hp._second_exits(None, ex, idx)
+    np.testing.assert_array_equal(every, hp._second_exits(np.arange(hp.n_samples), ex, idx))
+    # by definition: the first exit past ex where the sample would leave, else the last
+    for m in range(hp.n_samples):
+        later = [j for j in range(ex[m] + 1, 5) if hp._ranks[j, m] > idx[j]]
+        assert every[m] == (later[0] if later else 5)

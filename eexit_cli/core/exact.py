@@ -1084,8 +1084,15 @@ class HardProblem:
 
     def _second_exits(self, sub, ex, index) -> np.ndarray:
         """For samples ``sub`` leaving at ``ex``: the first exit past ``ex`` where each
-        would leave (``N - 1``: none before the last)."""
+        would leave (``N - 1``: none before the last).  ``sub=None``: every sample."""
         ne = self.n_exits - 1
+        if sub is None:
+            # every sample: those ranked above each threshold, read from the order by rank
+            e2 = np.full(self.n_samples, ne, dtype=np.intp)
+            for j in range(ne - 1, 0, -1):
+                above = self._order[j, self._pos[j][index[j]]:]
+                e2[above[ex[above] < j]] = j
+            return e2
         e2 = np.full(sub.size, ne, dtype=np.intp)
         for j in range(ne - 1, 0, -1):
             lv = self._ranks[j, sub] > index[j]
@@ -1103,7 +1110,7 @@ class HardProblem:
         ne, m = self.n_exits - 1, self.n_samples
         idx = st.index
         exi = ex.astype(np.intp)
-        e2 = self._second_exits(np.arange(m), exi, idx)
+        e2 = self._second_exits(None, exi, idx)
         order = np.argsort(ex, kind="stable")  # a radix sort of small integers
         eo = exi[order]
         # the samples reaching n are order[start[n]:], those leaving at n the first
