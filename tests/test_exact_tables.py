@@ -246,3 +246,16 @@ def test_second_exits_of_every_sample_match_the_per_sample_loop(seed):
     for m in range(hp.n_samples):
         later = [j for j in range(ex[m] + 1, 5) if hp._ranks[j, m] > idx[j]]
         assert every[m] == (later[0] if later else 5)
+
+
+@pytest.mark.parametrize("k", [5, 16_384, 16_385, 40_000])
+def test_prefix_both_layouts(k):
+    # small tables are summed in a (k, Q) buffer, large ones along each quantity's row
+    rng = np.random.default_rng(k)
+    s = 3 * k
+    rho = rng.integers(0, k + 1, s)
+    w = np.vstack([rng.integers(-1, 2, s), rng.integers(-2 ** 40, 2 ** 40, s)]).astype(np.float64)
+    got = _prefix(rho, w, k)
+    want = np.stack([np.cumsum(np.bincount(rho, weights=w[q].astype(np.int64), minlength=k + 1)[:k])
+                     for q in range(2)])
+    np.testing.assert_array_equal(got, want)

@@ -190,8 +190,12 @@ def _prefix(rho, w, k: int) -> np.ndarray:
     else:
         flat = rho + (np.arange(nq, dtype=np.intp) * (k + 1))[:, None]
         h = np.bincount(flat.reshape(-1), weights=w.reshape(-1), minlength=nq * (k + 1))
+    if k > 16_384:  # large: the plain running sum along each quantity's row is faster
+        out = h.reshape(nq, k + 1)[:, :k].astype(np.int64)
+        return np.cumsum(out, axis=1, out=out)
     # written into a (k, Q) buffer: the running sum then adds whole rows of Q values
-    # (about twice as fast as along each quantity's row); returned as a (Q, k) view
+    # (2-3x faster than along each quantity's row while the buffer stays in cache);
+    # returned as a (Q, k) view
     out = np.empty((k, nq), dtype=np.int64)
     np.cumsum(h.reshape(nq, k + 1)[:, :k], axis=1, dtype=np.int64, out=out.T)
     return out.T
