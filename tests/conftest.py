@@ -261,6 +261,20 @@ def random_problem(n_exits, n_samples, seed, ties=False):
     return scores, correct, costs
 
 
+def best_of_grid(hp, st, i, j, gi, gj):
+    """Brute force over a pair grid: the best feasible state with candidates
+    ``gi`` at threshold ``i`` and ``gj`` at ``j`` (``st`` when none beats it)."""
+    best = st
+    for a in gi:
+        for b in gj:
+            idx = st.index.copy()
+            idx[i], idx[j] = a, b
+            cand = hp.state(idx)
+            if hp.feasible(cand) and cand.key() > best.key():
+                best = cand
+    return best
+
+
 def one_error_line(result):
     """The only non-empty stderr line of a CliRunner result (asserting there is one, no traceback)."""
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]

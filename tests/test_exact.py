@@ -10,7 +10,7 @@ from numpy.testing import assert_allclose
 from eexit_cli.core.exact import HardProblem
 from eexit_cli.core.replay import replay
 
-from conftest import random_problem
+from conftest import best_of_grid, random_problem
 
 
 def _two_rows(costs, seed):
@@ -95,14 +95,7 @@ def test_pair_sweep_with_two_rows_is_best_cell_of_its_grid(seed, pair, coarse):
         pytest.skip("no feasible start")
     i, j = pair
     gi, gj = hp.pair_grids(st, i, j, local=3, coarse=coarse, exhaustive=0)
-    best = st
-    for a in gi:
-        for b in gj:
-            idx = st.index.copy()
-            idx[i], idx[j] = a, b
-            cand = hp.state(idx)
-            if hp.feasible(cand) and cand.key() > best.key():
-                best = cand
+    best = best_of_grid(hp, st, i, j, gi, gj)
     out = hp.sweep_pair(st, i, j, local=3, coarse=coarse, exhaustive=0)
     assert hp.feasible(out)
     assert out.key() == best.key()

@@ -11,7 +11,7 @@ import pytest
 from eexit_cli.core import exact
 from eexit_cli.core.exact import HardProblem, _pair_tables, _prefix
 
-from conftest import random_problem
+from conftest import best_of_grid, random_problem
 
 
 def _rows(costs, seed):
@@ -107,18 +107,6 @@ def test_single_sweep_tables_hold_exact_totals(seed, monkeypatch):
     _check_cells(hp, seen)
 
 
-def _best_of_grid(hp, st, i, j, gi, gj):
-    best = st
-    for a in gi:
-        for b in gj:
-            idx = st.index.copy()
-            idx[i], idx[j] = a, b
-            cand = hp.state(idx)
-            if hp.feasible(cand) and cand.key() > best.key():
-                best = cand
-    return best
-
-
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("coarse", [0, 5])
 def test_cost_objective_pair_sweep_is_best_cell_of_its_grid(seed, coarse):
@@ -134,7 +122,7 @@ def test_cost_objective_pair_sweep_is_best_cell_of_its_grid(seed, coarse):
         pytest.skip("no feasible start")
     for i, j in [(0, 1), (1, 3)]:
         gi, gj = hp.pair_grids(st, i, j, local=2, coarse=coarse, exhaustive=0)
-        best = _best_of_grid(hp, hp.state(st.index), i, j, gi, gj)
+        best = best_of_grid(hp, hp.state(st.index), i, j, gi, gj)
         out = hp.sweep_pair(hp.state(st.index), i, j, local=2, coarse=coarse, exhaustive=0)
         assert hp.feasible(out) and out.hits >= min_hits
         assert out.key() == best.key()

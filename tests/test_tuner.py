@@ -18,7 +18,7 @@ from eexit_cli.core.smooth import SmoothProblem
 from eexit_cli.core.tuner import METHODS, TuneResult, tune
 from eexit_cli.errors import InfeasibleBudgetError
 
-from conftest import random_problem
+from conftest import best_of_grid, random_problem
 
 REFDATA = Path(__file__).resolve().parents[1].parent / "shared" / "refdata"
 
@@ -89,14 +89,7 @@ def test_pair_sweep_is_best_cell_of_its_grid(seed, pair):
     i, j = pair
     gi, gj = hp.pair_grids(st, i, j, local=3, coarse=6, exhaustive=0)
     assert gi.size < hp.n_candidates(i) and gj.size < hp.n_candidates(j)
-    best = st
-    for a in gi:
-        for b in gj:
-            idx = st.index.copy()
-            idx[i], idx[j] = a, b
-            cand = hp.state(idx)
-            if hp.feasible(cand) and cand.key() > best.key():
-                best = cand
+    best = best_of_grid(hp, st, i, j, gi, gj)
     out = hp.sweep_pair(st, i, j, local=3, coarse=6, exhaustive=0)
     assert hp.feasible(out)
     assert out.key() == best.key()
