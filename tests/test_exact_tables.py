@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from eexit_cli.core import exact
-from eexit_cli.core.exact import HardProblem, _pair_tables, _prefix
+from eexit_cli.core.exact import HardProblem
+from eexit_cli.core.exact.tables import _pair_tables, _prefix
 
 from conftest import best_of_grid, random_problem
 
@@ -203,7 +204,7 @@ def test_window_tables_of_every_j_hold_exact_totals(seed, objective, local):
 
 
 def test_quantile_positions_match_linspace_and_unique():
-    from eexit_cli.core.exact import _quantile_positions
+    from eexit_cli.core.exact.sweeps import _quantile_positions
 
     def ref(size, coarse):
         levels = np.ceil(np.linspace(0.0, size, coarse))

@@ -1,0 +1,319 @@
+"""The priced search: every single-threshold move priced exactly, pair moves predicted.
+
+:meth:`_PricedSearch.trade` (objective "accuracy", one constraint row) prices
+every move of one threshold from per-exit histograms by rank of what leaving
+rather than passing is worth (:meth:`_PricedSearch._move_hist`, updated between
+rounds over the samples whose exit or second exit changed), predicts the best
+pair moves by adding two exits' prices under the slack of row 0
+(:meth:`_PricedSearch._trades`, over each exit's frontier of moves no other
+beats on both counts) and keeps the predicted moves that an exact check
+confirms.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .problem import HardState
+
+
+class _PricedSearch:
+    """The priced search, mixed into :class:`~eexit_cli.core.exact.HardProblem`."""
+
+    def move_tables(self, st: HardState) -> list:
+        """Every single-threshold move from ``st``, priced: for each exit ``n``, the
+        arrays ``(dh, dc)`` over every candidate ``k`` of ``n``, the change of hits and
+        of the fixed-point total of row 0 when threshold ``n`` alone moves to ``k``
+        (exact for that move; 0 at the current candidate), or None when no sample
+        reaches ``n``.
+
+        A sample reaching ``n`` leaves there when its rank is above ``k`` and
+        otherwise takes the exit it takes now (when that is past ``n``) or its
+        second exit (the first one past ``n`` where it would leave, when it leaves
+        at ``n`` now): the tables are cumulative sums of per-exit histograms by
+        rank of what leaving rather than passing is worth (:meth:`_move_hist`).
+        """
+        return self._tables_of(self._move_hist(st))
+
+    def _second_exits(self, sub, ex, index) -> np.ndarray:
+        """For samples ``sub`` leaving at ``ex``: the first exit past ``ex`` where each
+        would leave (``N - 1``: none before the last).  ``sub=None``: every sample."""
+        ne = self.n_exits - 1
+        if sub is None:
+            # every sample: those ranked above each threshold, read from the order by rank
+            e2 = np.full(self.n_samples, ne, dtype=np.intp)
+            for j in range(ne - 1, 0, -1):
+                above = self._order[j, self._pos[j][index[j]]:]
+                e2[above[ex[above] < j]] = j
+            return e2
+        e2 = np.full(sub.size, ne, dtype=np.intp)
+        for j in range(ne - 1, 0, -1):
+            lv = self._ranks[j, sub] > index[j]
+            lv &= ex < j
+            e2[lv] = j
+        return e2
+
+    def _move_hist(self, st: HardState) -> dict:
+        """Per exit ``n``, histograms by rank at ``n`` of the hits and row-0 fixed-point
+        cost of leaving at ``n`` rather than passing it, over the samples that reach
+        ``n``; with every sample's exit and second exit (one pass per exit).  The
+        histograms of all exits lie end to end in one array each (exit ``n`` at
+        ``off[n]:off[n + 1]``)."""
+        ex = self._load(st)
+        ne, m = self.n_exits - 1, self.n_samples
+        idx = st.index
+        exi = ex.astype(np.intp)
+        e2 = self._second_exits(None, exi, idx)
+        order = np.argsort(ex, kind="stable")  # a radix sort of small integers
+        eo = exi[order]
+        # the samples reaching n are order[start[n]:], those leaving at n the first
+        # start[n + 1] - start[n] of them
+        start = np.searchsorted(eo, np.arange(ne + 1), side="left")
+        cf, ic = self._corr_flat, self._icost[0]
+        e2o = e2[order]
+        now_h = cf[eo * m + order].astype(np.float64)
+        e2_h = cf[e2o * m + order].astype(np.float64)
+        now_c, e2_c = ic[eo], ic[e2o]
+        off = np.zeros(ne + 1, dtype=np.intp)
+        off[1:] = np.cumsum([self.n_candidates(n) for n in range(ne)])
+        hh, hc = np.zeros(off[-1]), np.zeros(off[-1])
+        for n in range(ne):
+            s, t = int(start[n]), int(start[n + 1])
+            sub = order[s:]
+            size = self.n_candidates(n)
+            rk = self._ranks[n, sub]
+            wh = self.correct[n, sub].astype(np.float64)
+            wh[: t - s] -= e2_h[s:t]
+            wh[t - s:] -= now_h[t:]
+            wc = np.empty(sub.size)
+            np.subtract(ic[n], e2_c[s:t], out=wc[: t - s])
+            np.subtract(ic[n], now_c[t:], out=wc[t - s:])
+            hh[off[n]:off[n + 1]] = np.bincount(rk, weights=wh, minlength=size)
+            hc[off[n]:off[n + 1]] = np.bincount(rk, weights=wc, minlength=size)
+        return {"index": idx.copy(), "ex": exi, "e2": e2, "hh": hh, "hc": hc, "off": off,
+                "reach": m - start[:ne]}
+
+    def _hist_update(self, hist: dict, st: HardState) -> dict:
+        """:meth:`_move_hist` of ``st`` from that of an earlier state, updated over the
+        samples whose exit or second exit changed; those are among the samples ranked
+        between the old and the new candidate of a threshold that moved."""
+        ex = self._load(st)
+        old = hist["index"]
+        moved = np.flatnonzero(old != st.index)
+        if moved.size == 0:
+            return hist
+        parts = [self._band(n, *sorted((int(old[n]), int(st.index[n])))) for n in moved]
+        sub = parts[0] if len(parts) == 1 else np.unique(np.concatenate(parts))
+        if sub.size * 4 > self.n_samples:
+            return self._move_hist(st)
+        ne, m = self.n_exits - 1, self.n_samples
+        cf, ic, off = self._corr_flat, self._icost[0], hist["off"]
+        new_ex = ex[sub].astype(np.intp)
+        new_e2 = self._second_exits(sub, new_ex, st.index)
+        old_ex, old_e2 = hist["ex"][sub], hist["e2"][sub]
+        diff = np.flatnonzero((old_ex != new_ex) | (old_e2 != new_e2))
+        if diff.size:
+            sub, new_ex, new_e2 = sub[diff], new_ex[diff], new_e2[diff]
+            old_ex, old_e2 = old_ex[diff], old_e2[diff]
+            # take out what the samples added before, put in what they add now: every
+            # (exit n, sample) with n at most the sample's exit, for both at once
+            both = np.concatenate([sub, sub])
+            e_all = np.concatenate([old_ex, new_ex])
+            p2_all = np.concatenate([old_e2, new_e2])
+            n_i, s_i = np.nonzero(np.arange(ne)[:, None] <= e_all[None, :])
+            smp, e = both[s_i], e_all[s_i]
+            p = np.where(e > n_i, e, p2_all[s_i])
+            sign = np.where(s_i < sub.size, -1.0, 1.0)
+            flat = off[n_i] + self._ranks[n_i, smp]
+            wh = self.correct[n_i, smp].astype(np.float64)
+            wh -= cf[p * m + smp]
+            wh *= sign
+            wc = ic[n_i] - ic[p]
+            wc *= sign
+            size = hist["hh"].size
+            if flat.size * 8 < size:  # few: no pass over every candidate
+                np.add.at(hist["hh"], flat, wh)
+                np.add.at(hist["hc"], flat, wc)
+            else:
+                hist["hh"] += np.bincount(flat, weights=wh, minlength=size)
+                hist["hc"] += np.bincount(flat, weights=wc, minlength=size)
+            reach = hist["reach"]
+            for e_set, w in ((old_ex, -1), (new_ex, 1)):
+                c = np.cumsum(np.bincount(e_set, minlength=ne + 1)[::-1])[::-1]
+                reach += w * c[:ne]
+            hist["ex"][sub] = new_ex
+            hist["e2"][sub] = new_e2
+        hist["index"] = st.index.copy()
+        return hist
+
+    def _tables_of(self, hist: dict) -> list:
+        """The tables of :meth:`move_tables` from the histograms of :meth:`_move_hist`."""
+        out = []
+        off = hist["off"]
+        for n in range(self.n_exits - 1):
+            hh, hc = hist["hh"][off[n]:off[n + 1]], hist["hc"][off[n]:off[n + 1]]
+            if hist["reach"][n] == 0:
+                out.append(None)
+                continue
+            k0 = int(hist["index"][n])
+            gh = np.cumsum(hh)
+            gc = np.cumsum(hc)
+            # moving to k: the samples ranked in (k, k0] start leaving at n (k < k0)
+            # or those in (k0, k] stop (k > k0)
+            np.subtract(gh[k0], gh, out=gh)
+            np.subtract(gc[k0], gc, out=gc)
+            out.append((gh, gc))
+        return out
+
+    @staticmethod
+    def _frontier(dh, dc, floor, ceiling, sorted_dc=False):
+        """The moves of one exit that no other beats on both counts, among those with
+        ``dh >= floor`` and ``dc <= ceiling``: ascending ``dc`` with strictly ascending
+        ``dh`` (the cheapest move of each gain).  Returns ``(dc, dh, k)``.  ``sorted_dc``:
+        ``dc`` is known not to decrease with ``k``."""
+        if not sorted_dc and dc.size > 1 and not np.all(dc[1:] >= dc[:-1]):
+            o = np.argsort(dc, kind="stable")
+            dc, dh = dc[o], dh[o]
+        else:
+            o = None  # rows that grow with the exit index: sorted by k already
+        hi = int(np.searchsorted(dc, ceiling, side="right"))
+        ok = dh[:hi] >= floor
+        lo = int(np.argmax(ok)) if hi else 0
+        if hi == 0 or not ok[lo]:
+            e = np.zeros(0)
+            return e, e, np.zeros(0, dtype=np.intp)
+        # earlier moves all gain less than floor: the window's running maximum decides
+        sdc, sdh = dc[lo:hi], dh[lo:hi]
+        keep = np.empty(sdh.size, dtype=bool)
+        keep[0] = True
+        np.greater(sdh[1:], np.maximum.accumulate(sdh)[:-1], out=keep[1:])
+        k = np.flatnonzero(keep)
+        return sdc[k], sdh[k], (k + lo if o is None else o[k + lo])
+
+    def _trades(self, st: HardState, tables=None) -> list:
+        """Single and pair moves predicted to improve ``st``, best predicted first, as
+        ``(gain, -cost, ((exit, k), ...))``.
+
+        A pair's prediction adds the two exits' single-move tables (it ignores that
+        moving ``i`` changes who reaches ``j``) and keeps the best combination whose
+        predicted row-0 total stays within its bound: for every frontier move of
+        ``i``, the best frontier move of ``j`` that fits in what is left.
+        """
+        ne = self.n_exits - 1
+        tabs = self.move_tables(st) if tables is None else tables
+        b = self._ibound[0]
+        slack = (b * (1.0 + 1e-12) if math.isfinite(b) else np.inf) - self._totals(st)[1]
+        # a move of n can be part of an improving pair only if some other exit's best
+        # gain makes up for its loss and some other exit's cheapest move pays for it
+        # (the current candidate of every exit gains 0 at cost 0)
+        top = np.array([0.0 if tb is None else float(tb[0].max()) for tb in tabs])
+        low = np.array([0.0 if tb is None else float(tb[1].min()) for tb in tabs])
+        fr = []
+        for n, tb in enumerate(tabs):
+            if tb is None:
+                fr.append((np.zeros(1), np.zeros(1), np.array([int(st.index[n])])))
+                continue
+            others = np.arange(ne) != n
+            floor = -top[others].max() if ne > 1 else 0.0
+            ceiling = slack - (low[others].min() if ne > 1 else 0.0)
+            fr.append(self._frontier(tb[0], tb[1], floor, ceiling, self._row0_grows))
+        out = []
+        for n, (dc, dh, k) in enumerate(fr):
+            p = int(np.searchsorted(dc, slack, side="right")) - 1
+            if p >= 0 and (dh[p] > 0 or (dh[p] == 0 and dc[p] < 0)):
+                out.append((float(dh[p]), -float(dc[p]), ((n, int(k[p])),)))
+        for j in range(1, ne):
+            dcj, dhj, kj = fr[j]
+            sizes = [fr[i][0].size for i in range(j)]
+            if dcj.size == 0 or sum(sizes) == 0:
+                continue
+            q_dc = np.concatenate([fr[i][0] for i in range(j)])
+            q_dh = np.concatenate([fr[i][1] for i in range(j)])
+            q_k = np.concatenate([fr[i][2] for i in range(j)])
+            pos = np.searchsorted(dcj, slack - q_dc, side="right") - 1
+            ok = pos >= 0
+            pc = np.maximum(pos, 0)
+            gain = np.where(ok, q_dh + dhj[pc], -np.inf)
+            cost = q_dc + dcj[pc]
+            # per exit i < j: the best gain, then the lowest cost, then the first
+            segs = [i for i in range(j) if sizes[i]]
+            bounds = np.concatenate([[0], np.cumsum([sizes[i] for i in segs])[:-1]])
+            g_best = np.maximum.reduceat(gain, bounds)
+            lens = [sizes[i] for i in segs]
+            at_best = gain == np.repeat(g_best, lens)
+            c_best = np.minimum.reduceat(np.where(at_best, cost, np.inf), bounds)
+            hit = np.flatnonzero(at_best & (cost == np.repeat(c_best, lens)))
+            firsts = hit[np.searchsorted(hit, bounds)]
+            for i, f in zip(segs, firsts):
+                g, c = float(gain[f]), float(cost[f])
+                if g > 0 or (g == 0 and c < 0):
+                    out.append((g, -c, ((i, int(q_k[f])), (j, int(kj[pc[f]])))))
+        out.sort(key=lambda x: (x[0], x[1]), reverse=True)
+        return out
+
+    def trade(self, st: HardState, *, max_rounds: int = 1000, patience: int = 4,
+              known: dict | None = None) -> tuple[HardState, int]:
+        """Improve the objective with priced moves of one or two thresholds.
+
+        Each round prices every single-threshold move exactly
+        (:meth:`move_tables`: one pass per exit, over every candidate) and
+        predicts the best pair moves by adding two exits' tables under the
+        slack of row 0 (:meth:`_trades`): a far move of one threshold paid for by
+        another, the trade a binding budget needs and a single sweep cannot make.
+        The predicted moves are tried best first, each checked exactly; every
+        one that improves the state and touches no threshold moved earlier in the
+        round is kept, and once one has been kept the round ends after
+        ``patience`` failed tries in a row (later predictions, made before the
+        state changed, rarely hold).  The search stops after a round in which no
+        predicted move improves the state: a state where every move of one
+        threshold and every predicted pair move has been checked.
+
+        ``known`` (a dict, shared between calls on one problem): the search is a
+        function of the state a round starts from, so it records every such state
+        with the state the search ended in, and a later search that reaches one of
+        them stops there with that end (several starts often meet on the way).
+
+        ``objective="accuracy"`` without ``min_hits`` only.  Every accepted state
+        is feasible.  Returns the final state and the number of rounds.
+        """
+        if self.objective != "accuracy" or self.min_hits is not None:
+            raise ValueError("trade handles objective 'accuracy' without min_hits; use polish")
+        if not self.feasible(st):
+            raise ValueError("trade needs a feasible state; repair it first")
+        rounds = 0
+        hist = None
+        path = []
+        while rounds < max_rounds:
+            sig = tuple(int(k) for k in st.index)
+            if known is not None and sig in known:
+                st = known[sig]  # the search went on from here before: same end
+                break
+            path.append(sig)
+            rounds += 1
+            hist = self._move_hist(st) if hist is None else self._hist_update(hist, st)
+            moved = False
+            used: set = set()
+            misses = 0
+            for _, _, mv in self._trades(st, self._tables_of(hist)):
+                if any(n in used for n, _ in mv):
+                    continue
+                if moved and misses >= patience:
+                    break
+                idx = st.index.copy()
+                for n, k in mv:
+                    idx[n] = k
+                self.trades_tried += 1
+                new, delta = self._try(st, idx)
+                if delta is not None and self.feasible(new) and new.key() > st.key():
+                    self._commit(new, delta)
+                    st, moved, misses = new, True, 0
+                    used.update(n for n, _ in mv)
+                else:
+                    misses += 1
+            if not moved:
+                break
+        if known is not None and rounds < max_rounds:
+            known.update((sig, st) for sig in path)
+        return st, rounds

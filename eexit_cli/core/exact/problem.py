@@ -1,0 +1,464 @@
+"""The hard problem and its states: candidates, evaluation, moves, feasibility, repair.
+
+:class:`_Problem` holds what every search of :class:`~eexit_cli.core.exact.HardProblem`
+reads (the problem itself is stated in :mod:`eexit_cli.core.exact`), the exact
+outcome of a state, the incremental evaluation of a move and the repair.
+
+Candidates
+----------
+Thresholds are represented by candidate indices.  At exit ``n`` with sorted
+distinct scores ``u_1 < ... < u_K``, index ``k`` means "the samples whose score
+ranks above ``k`` leave": threshold ``c_0`` lies below ``u_1`` (everyone reaching
+the exit leaves), ``c_k`` is the midpoint of ``u_k`` and ``u_{k+1}`` (midpoints
+generalise better than a threshold sitting on a sample's score) and ``c_K`` is
+the largest score (nobody leaves, the rule being "strictly above").  Any real
+threshold maps to the index with the same hard behaviour on the data.
+
+Moves
+-----
+A move changes only the samples whose decision flips at a changed threshold:
+their new exits are recomputed (from the first changed exit on) and the
+per-exit counts and hits are updated from them, without a pass over every
+exit (a move that changes more than a quarter of the samples, such as the
+repair's common shift, is evaluated in full instead).  Sums over samples run in
+integer fixed point: each row is scaled so that every total is an integer below
+2**52 (:meth:`_Problem._totals`), which the sweeps' int64 tables add exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+OBJECTIVES = ("accuracy", "cost")
+
+
+@dataclass(frozen=True)
+class HardState:
+    """Hard thresholds as candidate indices, with their exact outcome.
+
+    Attributes
+    ----------
+    index : ndarray of int, shape (N-1,)
+        Candidate index of every threshold.
+    hits : int
+        Correctly answered samples.
+    counts : ndarray of int, shape (N,)
+        Samples leaving at each exit.
+    means : ndarray, shape (R,)
+        ``mean_m c_r[e(m)]`` of every constraint row.
+
+    ``mean_latency`` is ``means[0]``.  States of one problem compare by
+    ``key()``: the objective first, then its tie-break (see :mod:`eexit_cli.core.exact`).
+    """
+
+    index: np.ndarray
+    hits: int
+    counts: np.ndarray
+    means: np.ndarray
+    _key: tuple = field(default=(), compare=False, repr=False)
+    _cache: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def mean_latency(self) -> float:
+        return float(self.means[0])
+
+    def key(self):
+        return self._key
+
+
+def _floor_limit(x: float) -> int:
+    """The largest int64 ``v`` with ``float(v) <= x`` for integers below 2**53 in size."""
+    if x >= 2.0 ** 62:
+        return 2 ** 62
+    if x <= -(2.0 ** 62):
+        return -(2 ** 62)
+    return math.floor(x)
+
+
+class _Problem:
+    """The data of one split prepared for exact searches, the exact outcome of
+    states and moves, and the repair (the base of
+    :class:`~eexit_cli.core.exact.HardProblem`, whose docstring lists the
+    parameters)."""
+
+    def __init__(self, scores, correct, costs, budget, lower=None, upper=None, *,
+                 objective: str = "accuracy", min_hits=None):
+        scores = np.asarray(scores, dtype=np.float64)
+        if scores.ndim != 2 or scores.shape[0] < 2 or scores.shape[1] < 1:
+            raise ValueError(f"scores must have shape (N >= 2, M >= 1), got {scores.shape}")
+        self.n_exits, self.n_samples = scores.shape
+        n, m = self.n_exits, self.n_samples
+        correct = np.asarray(correct)
+        if correct.shape != scores.shape:
+            raise ValueError(f"correct has shape {correct.shape}, expected {scores.shape} like scores")
+        self.correct = correct if correct.dtype == bool else correct.astype(bool)
+        rows = np.asarray(costs, dtype=np.float64)
+        if rows.ndim == 1:
+            rows = rows[None, :]
+        if rows.ndim != 2 or rows.shape[1] != n or rows.shape[0] < 1:
+            raise ValueError(f"costs must have shape ({n},) or (R, {n}), got {np.shape(costs)}")
+        if not np.all(np.isfinite(rows)):
+            raise ValueError("costs must be finite")
+        bounds = np.atleast_1d(np.asarray(budget, dtype=np.float64))
+        if bounds.shape != (rows.shape[0],) or np.any(np.isnan(bounds)):
+            raise ValueError(f"budget must hold one bound per row of costs ({rows.shape[0]}), "
+                             f"not NaN, got {np.asarray(budget).tolist()}")
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+        if objective == "cost" and min_hits is None:
+            raise ValueError("objective 'cost' needs min_hits (the accuracy to keep)")
+        if min_hits is not None:
+            min_hits = int(min_hits)
+            if not 0 <= min_hits <= m:
+                raise ValueError(f"min_hits must lie in [0, {m}], got {min_hits}")
+        self.objective = objective
+        self.min_hits = min_hits
+        self.rows = rows
+        self.bounds = bounds
+        self.n_rows = rows.shape[0]
+        # the historical single-row view
+        self.costs = rows[0]
+        self.budget = float(bounds[0])
+        self.lower, self.upper = lower, upper
+
+        ne = n - 1
+        self._values = []
+        itype = np.int32 if m < 2**31 - 1 else np.int64
+        # one more row, of ones, for the last exit: every sample that gets there leaves
+        self._ranks_pad = np.empty((n, m), dtype=itype)
+        self._ranks_pad[ne] = 1
+        self._ranks = self._ranks_pad[:ne]
+        # samples by rank at each exit, and where each rank starts in that order:
+        # the samples ranked in (lo, hi] are _order[n][_pos[n][lo]:_pos[n][hi]]
+        self._order = np.empty((ne, m), dtype=itype)
+        self._pos = []
+        first = np.empty(m, dtype=bool)
+        for k in range(ne):
+            # one sort gives the distinct values and the ranks (1-based)
+            order = np.argsort(scores[k])
+            srt = scores[k][order]
+            first[0] = True
+            np.not_equal(srt[1:], srt[:-1], out=first[1:])
+            self._values.append(srt[first])
+            del srt
+            self._ranks[k, order] = np.cumsum(first, dtype=self._ranks.dtype)
+            self._order[k] = order
+            self._pos.append(np.append(np.flatnonzero(first), m).astype(itype))
+            del order
+        # integer fixed point per row: |total| < 2**52 stays exact in float64
+        self._scale = np.empty(self.n_rows)
+        self._icost = np.empty_like(rows)
+        for r in range(self.n_rows):
+            top = float(np.max(np.abs(rows[r])))
+            self._scale[r] = 2.0 ** 51 / (m * top) if top > 0 else 1.0
+            self._icost[r] = np.rint(rows[r] * self._scale[r])
+        with np.errstate(invalid="ignore"):
+            self._ibound = bounds * self._scale * m
+        self._icost_int = self._icost.astype(np.int64)
+        # a fixed-point total v (an integer below 2**53) meets row r when
+        # v <= _ibound[r] * (1 + 1e-12), i.e. when v <= _ilimit[r] (None: no bound)
+        self._ilimit = [_floor_limit(b * (1.0 + 1e-12)) if math.isfinite(b) else None
+                        for b in self._ibound]
+        self._corr_flat = self.correct.reshape(-1)
+        self._exit_dtype = np.int8 if n <= 127 else np.int16
+        self._exit = None  # exits of the current state
+        self._exit_owner = None
+        self._current = None
+        self._serial = 0
+        self._wtables = None  # the tables of the window sweeps (i, j) of one state and i
+        self.evaluations = 0
+        self.moves = 0
+        self.pair_sweeps = 0
+        self.trades_tried = 0
+        # passing an exit never makes row 0 cheaper: single-move costs grow with k
+        self._row0_grows = bool(np.all(np.diff(self._icost[0]) >= 0))
+
+    # ------------------------------------------------------------- candidates
+    @staticmethod
+    def candidates(u, lower=None, upper=None) -> np.ndarray:
+        """Candidate thresholds for sorted distinct scores ``u`` (see module docstring)."""
+        u = np.asarray(u, dtype=np.float64)
+        c = np.empty(u.size + 1)
+        a, b = u[:-1], u[1:]
+        mid = 0.5 * a + 0.5 * b
+        # adjacent floats: the midpoint may round onto b; a itself separates them
+        bad = ~((mid >= a) & (mid < b))
+        mid[bad] = a[bad]
+        c[1:-1] = mid
+        c[0] = _Problem._below(u, lower)
+        top = float(u[-1])
+        if upper is not None and upper > top:
+            top = float(upper)
+        c[-1] = top
+        return c
+
+    @staticmethod
+    def _below(u, lower):
+        span = float(u[-1] - u[0])
+        below = u[0] - max(span, abs(float(u[0])), 1.0) * 1e-9
+        if lower is not None and lower < below:
+            below = float(lower)
+        if not below < u[0]:
+            below = np.nextafter(u[0], -np.inf)
+        return float(below)
+
+    def candidate(self, n: int, k: int) -> float:
+        """Threshold value of candidate ``k`` at exit ``n`` (as :meth:`candidates`)."""
+        u = self._values[n]
+        k = int(k)
+        if k <= 0:
+            return self._below(u, self.lower)
+        if k >= u.size:
+            top = float(u[-1])
+            return float(self.upper) if self.upper is not None and self.upper > top else top
+        a, b = float(u[k - 1]), float(u[k])
+        mid = 0.5 * a + 0.5 * b
+        return mid if a <= mid < b else a
+
+    def index_of(self, thresholds) -> np.ndarray:
+        """Candidate indices with the same hard behaviour as ``thresholds``."""
+        t = np.asarray(thresholds, dtype=np.float64)
+        return np.array(
+            [np.searchsorted(self._values[n], t[n], side="right") for n in range(self.n_exits - 1)],
+            dtype=np.intp,
+        )
+
+    def thresholds_of(self, index) -> np.ndarray:
+        """Threshold values (midpoints) for candidate indices."""
+        return np.array([self.candidate(n, k) for n, k in enumerate(index)], dtype=np.float64)
+
+    def n_candidates(self, n: int) -> int:
+        return self._values[n].size + 1
+
+    # ------------------------------------------------------------- evaluation
+    def _make(self, index, hits: int, counts) -> HardState:
+        counts = np.asarray(counts, dtype=np.int64)
+        fraction = counts / self.n_samples
+        # one dot product per row: the very expression replay() computes
+        means = np.array([float(fraction @ row) for row in self.rows])
+        lat = float(means[0])
+        key = (int(hits), -lat) if self.objective == "accuracy" else (-lat, int(hits))
+        self._serial += 1
+        return HardState(np.asarray(index, dtype=np.intp), int(hits), counts, means, key,
+                         {"serial": self._serial})
+
+    def exits(self, index) -> np.ndarray:
+        """0-based exit of every sample (as :func:`replay.exit_indices`)."""
+        ne = self.n_exits - 1
+        out = np.full(self.n_samples, ne, dtype=self._exit_dtype)
+        for n in range(ne - 1, -1, -1):
+            # the samples ranked above the threshold, read from the order by rank
+            out[self._order[n, self._pos[n][index[n]]:]] = n
+        return out
+
+    def _summarise(self, ex) -> tuple[int, np.ndarray]:
+        counts = np.bincount(ex, minlength=self.n_exits)
+        flat = ex.astype(np.int64)
+        flat *= self.n_samples
+        flat += np.arange(self.n_samples)
+        hits = int(np.count_nonzero(self._corr_flat[flat]))
+        return hits, counts
+
+    def state(self, index) -> HardState:
+        """Exact outcome of candidate indices (as :func:`replay.replay`); becomes current."""
+        index = np.array(index, dtype=np.intp)
+        if index.shape != (self.n_exits - 1,):
+            raise ValueError(f"index must have shape ({self.n_exits - 1},), got {index.shape}")
+        self.evaluations += 1
+        ex = self.exits(index)
+        hits, counts = self._summarise(ex)
+        st = self._make(index, hits, counts)
+        self._exit, self._exit_owner = ex, st._cache["serial"]
+        self._current = st
+        return st
+
+    def evaluate(self, index) -> HardState:
+        """Exact outcome of candidate indices, as :meth:`state`, updated from the
+        current state when there is one (a move) instead of from scratch."""
+        cur = self._current
+        if cur is not None and self._exit_owner == cur._cache["serial"]:
+            return self.move(cur, index)
+        return self.state(index)
+
+    def feasible(self, st: HardState) -> bool:
+        """Every row within its bound (and ``hits >= min_hits``), exactly."""
+        if self.min_hits is not None and st.hits < self.min_hits:
+            return False
+        return bool(np.all(st.means <= self.bounds))
+
+    def _load(self, st: HardState) -> np.ndarray:
+        """The exits of ``st``, recomputed only when another state is current."""
+        if self._exit_owner != st._cache["serial"]:
+            self.evaluations += 1
+            self._exit = self.exits(st.index)
+            self._exit_owner = st._cache["serial"]
+            self._current = st
+        return self._exit
+
+    def _band(self, n: int, lo: int, hi: int) -> np.ndarray:
+        """The samples whose rank at exit ``n`` lies in ``(lo, hi]``."""
+        pos = self._pos[n]
+        return self._order[n, pos[lo]:pos[hi]].astype(np.intp)
+
+    def _next_after(self, n: int, sub, index) -> np.ndarray:
+        """Exit taken by the samples ``sub`` once they pass exit ``n``."""
+        ne = self.n_exits - 1
+        k = ne - n - 1
+        if 0 < k and sub.size * k <= 16_384:
+            # few samples: one comparison of every later exit (and of the last, which
+            # everyone leaves), no loop over exits
+            thr = np.zeros(k + 1, dtype=np.intp)
+            thr[:k] = index[n + 1:ne]
+            lv = self._ranks_pad[n + 1:, sub] > thr[:, None]
+            out = lv.argmax(axis=0).astype(self._exit_dtype)
+            out += n + 1
+            return out
+        out = np.full(sub.size, ne, dtype=self._exit_dtype)
+        pending = sub
+        pos = np.arange(sub.size)
+        for j in range(n + 1, ne):
+            if pending.size == 0:
+                break
+            lv = self._ranks[j, pending] > index[j]
+            out[pos[lv]] = j
+            keep = ~lv
+            pending, pos = pending[keep], pos[keep]
+        return out
+
+    def move(self, st: HardState, new_index) -> HardState:
+        """Outcome of ``new_index``, updated from ``st`` over the samples that change.
+
+        Only samples that reach the first changed exit and whose decision flips
+        at some changed exit can change; their exits are recomputed from there.
+        The result becomes the current state.
+        """
+        new, delta = self._try(st, new_index)
+        if delta is not None:
+            self._commit(new, delta)
+        return new
+
+    def _try(self, st: HardState, new_index):
+        """Outcome of ``new_index`` from ``st`` and the exits that change; ``st`` stays current."""
+        new_index = np.asarray(new_index, dtype=np.intp)
+        changed = np.flatnonzero(new_index != st.index)
+        if changed.size == 0:
+            return st, None
+        ex = self._load(st)
+        self.moves += 1
+        p = int(changed[0])
+        spans = [sorted((int(st.index[n]), int(new_index[n]))) for n in changed]
+        if sum(int(self._pos[n][hi] - self._pos[n][lo]) for n, (lo, hi) in zip(changed, spans)) \
+                * 4 > self.n_samples:
+            # large bands (e.g. every threshold shifted): a full evaluation costs less
+            new_e = self.exits(new_index)
+            hits, counts = self._summarise(new_e)
+            return self._make(new_index, hits, counts), (None, new_e)
+        parts = [self._band(n, lo, hi) for n, (lo, hi) in zip(changed, spans)]
+        if len(parts) == 1:
+            sub = parts[0]
+        elif sum(b.size for b in parts) * 16 < self.n_samples:
+            sub = np.unique(np.concatenate(parts))
+        else:  # large bands: marking is O(M), sorting them would cost more
+            mark = np.zeros(self.n_samples, dtype=bool)
+            for b in parts:
+                mark[b] = True
+            sub = np.flatnonzero(mark)
+        sub = sub[ex[sub] >= p]
+        old_e = ex[sub]
+        new_e = self._next_after(p - 1, sub, new_index)
+        counts = st.counts + np.bincount(new_e, minlength=self.n_exits) \
+            - np.bincount(old_e, minlength=self.n_exits)
+        cf = self._corr_flat
+        hits = st.hits + int(np.count_nonzero(cf[new_e.astype(np.int64) * self.n_samples + sub])) \
+            - int(np.count_nonzero(cf[old_e.astype(np.int64) * self.n_samples + sub]))
+        return self._make(new_index, hits, counts), (sub, new_e)
+
+    def _commit(self, new: HardState, delta) -> None:
+        sub, new_e = delta
+        if sub is None:  # every sample's exit
+            self._exit = new_e
+        else:
+            self._exit[sub] = new_e
+        self._exit_owner = new._cache["serial"]
+        self._current = new
+
+    # ------------------------------------------------------------------ repair
+    def repair(self, thresholds) -> tuple[HardState, float]:
+        """Shift every threshold down by the same amount until the state is feasible.
+
+        The amount is the smallest that works (bisection on the hard outcome,
+        which only changes where a shifted threshold crosses a score; exact when
+        no row decreases with the exit index).  Returns the state and the shift:
+        0 when ``thresholds`` are feasible already, NaN when no shift works, in
+        which case every sample is sent to the exit cheapest in row 0.
+        """
+        t = np.asarray(thresholds, dtype=np.float64)
+        st = self.evaluate(self.index_of(t))
+        if self.feasible(st):
+            return st, 0.0
+        bottom = min(float(v[0]) for v in self._values)
+        hi = max(float(np.max(t)) - bottom, 0.0)
+        hi = hi + max(hi, 1.0) * 1e-6 + 1e-300
+        while not (np.max(t - hi) < bottom):
+            hi *= 2.0
+        st_hi = self.move(st, self.index_of(t - hi))
+        if not self.feasible(st_hi):
+            return self._cheapest_state(), float("nan")
+        lo, st_lo = 0.0, st
+        for _ in range(2000):
+            if int(np.sum(st_lo.index - st_hi.index)) <= 1:
+                break  # at most one score crossing in between: st_hi is the first feasible
+            mid = 0.5 * (lo + hi)
+            if not lo < mid < hi:
+                break
+            idx = self.index_of(t - mid)
+            if np.array_equal(idx, st_hi.index):
+                hi = mid
+            elif np.array_equal(idx, st_lo.index):
+                lo = mid
+            else:
+                s_mid = self.move(st_hi, idx)
+                if self.feasible(s_mid):
+                    hi, st_hi = mid, s_mid
+                else:
+                    lo, st_lo = mid, s_mid
+        return st_hi, hi
+
+    def _cheapest_state(self) -> HardState:
+        target = int(np.argmin(self.costs))
+        idx = np.array([self.n_candidates(n) - 1 for n in range(self.n_exits - 1)], dtype=np.intp)
+        if target < self.n_exits - 1:
+            idx[target] = 0
+        return self.state(idx)
+
+    # ------------------------------------------------------------- quantities
+    def _n_q(self) -> int:
+        return 1 + self.n_rows
+
+    def _values_at(self, exits, sub) -> np.ndarray:
+        """(1 + R, |sub|): hits and fixed-point row costs of samples ``sub`` at ``exits``."""
+        out = np.empty((self._n_q(), sub.size))
+        e64 = exits.astype(np.int64)
+        out[0] = self._corr_flat[e64 * self.n_samples + sub]
+        for r in range(self.n_rows):
+            np.take(self._icost[r], e64, out=out[1 + r])
+        return out
+
+    def _values_here(self, n: int, sub) -> np.ndarray:
+        out = np.empty((self._n_q(), sub.size))
+        out[0] = self.correct[n, sub]
+        out[1:] = self._icost[:, n][:, None]
+        return out
+
+    def _totals(self, st: HardState) -> np.ndarray:
+        """Hits and fixed-point row totals of a state (exact, int64; kept with the state)."""
+        out = st._cache.get("totals")
+        if out is None:
+            out = np.empty(self._n_q(), dtype=np.int64)
+            out[0] = st.hits
+            out[1:] = self._icost_int @ st.counts
+            st._cache["totals"] = out
+        return out
