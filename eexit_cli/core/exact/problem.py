@@ -165,7 +165,6 @@ class _Problem:
         self._corr_flat = self.correct.reshape(-1)
         self._exit_dtype = np.int8 if n <= 127 else np.int16
         self._exit = None  # exits of the current state
-        self._exit_owner = None
         self._current = None
         self._serial = 0
         self._wtables = None  # the tables of the window sweeps (i, j) of one state and i
@@ -189,14 +188,19 @@ class _Problem:
         mid[bad] = a[bad]
         c[1:-1] = mid
         c[0] = _Problem._below(u, lower)
-        top = float(u[-1])
-        if upper is not None and upper > top:
-            top = float(upper)
-        c[-1] = top
+        c[-1] = _Problem._top(u, upper)
         return c
 
     @staticmethod
-    def _below(u, lower):
+    def _top(u, upper) -> float:
+        """The "nobody leaves" candidate: the largest score, or ``upper`` beyond it."""
+        top = float(u[-1])
+        return float(upper) if upper is not None and upper > top else top
+
+    @staticmethod
+    def _below(u, lower) -> float:
+        """The "everyone leaves" candidate: just below the smallest score, or ``lower``
+        below that."""
         span = float(u[-1] - u[0])
         below = u[0] - max(span, abs(float(u[0])), 1.0) * 1e-9
         if lower is not None and lower < below:
@@ -212,8 +216,7 @@ class _Problem:
         if k <= 0:
             return self._below(u, self.lower)
         if k >= u.size:
-            top = float(u[-1])
-            return float(self.upper) if self.upper is not None and self.upper > top else top
+            return self._top(u, self.upper)
         a, b = float(u[k - 1]), float(u[k])
         mid = 0.5 * a + 0.5 * b
         return mid if a <= mid < b else a
@@ -262,6 +265,10 @@ class _Problem:
         hits = int(np.count_nonzero(self._corr_flat[flat]))
         return hits, counts
 
+    def _hits(self, exits, sub) -> int:
+        """Correct answers of the samples ``sub`` at ``exits``."""
+        return int(np.count_nonzero(self._corr_flat[exits.astype(np.int64) * self.n_samples + sub]))
+
     def state(self, index) -> HardState:
         """Exact outcome of candidate indices (as :func:`replay.replay`); becomes current."""
         index = np.array(index, dtype=np.intp)
@@ -271,16 +278,14 @@ class _Problem:
         ex = self.exits(index)
         hits, counts = self._summarise(ex)
         st = self._make(index, hits, counts)
-        self._exit, self._exit_owner = ex, st._cache["serial"]
-        self._current = st
+        self._exit, self._current = ex, st
         return st
 
     def evaluate(self, index) -> HardState:
         """Exact outcome of candidate indices, as :meth:`state`, updated from the
         current state when there is one (a move) instead of from scratch."""
-        cur = self._current
-        if cur is not None and self._exit_owner == cur._cache["serial"]:
-            return self.move(cur, index)
+        if self._current is not None:
+            return self.move(self._current, index)
         return self.state(index)
 
     def feasible(self, st: HardState) -> bool:
@@ -291,11 +296,10 @@ class _Problem:
 
     def _load(self, st: HardState) -> np.ndarray:
         """The exits of ``st``, recomputed only when another state is current."""
-        if self._exit_owner != st._cache["serial"]:
+        cur = self._current
+        if cur is None or cur._cache["serial"] != st._cache["serial"]:
             self.evaluations += 1
-            self._exit = self.exits(st.index)
-            self._exit_owner = st._cache["serial"]
-            self._current = st
+            self._exit, self._current = self.exits(st.index), st
         return self._exit
 
     def _band(self, n: int, lo: int, hi: int) -> np.ndarray:
@@ -371,9 +375,7 @@ class _Problem:
         new_e = self._next_after(p - 1, sub, new_index)
         counts = st.counts + np.bincount(new_e, minlength=self.n_exits) \
             - np.bincount(old_e, minlength=self.n_exits)
-        cf = self._corr_flat
-        hits = st.hits + int(np.count_nonzero(cf[new_e.astype(np.int64) * self.n_samples + sub])) \
-            - int(np.count_nonzero(cf[old_e.astype(np.int64) * self.n_samples + sub]))
+        hits = st.hits + self._hits(new_e, sub) - self._hits(old_e, sub)
         return self._make(new_index, hits, counts), (sub, new_e)
 
     def _commit(self, new: HardState, delta) -> None:
@@ -382,7 +384,6 @@ class _Problem:
             self._exit = new_e
         else:
             self._exit[sub] = new_e
-        self._exit_owner = new._cache["serial"]
         self._current = new
 
     # ------------------------------------------------------------------ repair

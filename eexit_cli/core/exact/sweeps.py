@@ -185,7 +185,7 @@ class _Sweeps:
         if coarse <= 0:
             return np.arange(lo, hi, dtype=np.intp)
         parts = [np.arange(lo, hi, dtype=np.intp), np.array([0, size - 1], dtype=np.intp)]
-        if ranks.size > 0 and coarse > 0:
+        if ranks.size > 0:
             # quantiles only place grid points: those of an evenly strided subset of
             # at most 8,192 samples serve as well, at a fraction of the cost
             stride, pos = _quantile_positions(ranks.size, coarse)
@@ -231,10 +231,15 @@ class _Sweeps:
         return {"serial": st._cache["serial"], "sub": sub, "e1": e1, "rho": rho, "gi": gi,
                 "v_e1": v_e1, "c1": c1, "depth": depth}
 
+    def _windowed(self, i: int, j: int, coarse: int, exhaustive: int) -> bool:
+        """Whether the pair sweep ``(i, j)`` is a window sweep (:mod:`.windows`): the
+        window level, and neither exit exhaustive."""
+        return coarse <= 0 and self.n_candidates(i) > exhaustive and self.n_candidates(j) > exhaustive
+
     def pair_grids(self, st: HardState, i: int, j: int, *, local: int = 32, coarse: int = 96,
                    exhaustive: int = 256):
         """The candidate grids ``(grid_i, grid_j)`` that :meth:`sweep_pair` searches."""
-        if coarse <= 0 and self.n_candidates(i) > exhaustive and self.n_candidates(j) > exhaustive:
+        if self._windowed(i, j, coarse, exhaustive):
             return (self._grid(i, int(st.index[i]), None, local, 0, exhaustive),
                     self._grid(j, int(st.index[j]), None, local, 0, exhaustive))
         prep = self._pair_prep(st, i, local, coarse, exhaustive)
@@ -257,7 +262,7 @@ class _Sweeps:
         """
         if not i < j:
             raise ValueError("sweep_pair needs i < j")
-        if coarse <= 0 and self.n_candidates(i) > exhaustive and self.n_candidates(j) > exhaustive:
+        if self._windowed(i, j, coarse, exhaustive):
             return self._sweep_window(st, i, j, local, window_js)
         if prep is None or prep["serial"] != st._cache["serial"]:
             prep = self._pair_prep(st, i, local, coarse, exhaustive)

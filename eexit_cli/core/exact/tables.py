@@ -3,9 +3,10 @@
 A sweep turns per-sample changes (of hits and of the fixed-point rows, integer
 valued, so that every sum is exact) into tables over candidate indices: one
 histogram of every quantity by candidate, then a running sum, laid out so that
-numpy adds whole rows.  :func:`_prefix` makes the tables of one threshold,
-:func:`_pair_tables` those of two, and :func:`_pair_index` maps a cell of a pair
-table back to candidate indices and to the tie-break order of the search.
+numpy adds whole rows.  :func:`_prefix` makes the tables of one threshold
+(:func:`_prefixes` of one threshold for several labelled groups of samples at
+once), :func:`_pair_tables` those of two, and :func:`_pair_index` maps a cell of
+a pair table back to candidate indices and to the tie-break order of the search.
 """
 
 from __future__ import annotations
@@ -13,16 +14,22 @@ from __future__ import annotations
 import numpy as np
 
 
+def _histograms(flat, w, width: int, size: int) -> np.ndarray:
+    """One histogram of every quantity in one call: bin ``flat + q * width`` sums
+    ``w[q]`` (``w`` (Q, S)); ``size`` bins in all, float (exact: integer-valued weights)."""
+    nq = w.shape[0]
+    if nq == 1:
+        return np.bincount(flat, weights=w[0], minlength=size)
+    flat = (flat + (np.arange(nq, dtype=np.intp) * width)[:, None]).reshape(-1)
+    return np.bincount(flat, weights=w.reshape(-1), minlength=size)
+
+
 def _prefix(rho, w, k: int) -> np.ndarray:
     """(Q, k) int64: entry ``[q, a]`` sums ``w[q]`` over the samples with ``rho <= a``.
 
     ``rho`` holds values in ``0..k``; ``w`` (Q, S) integer-valued floats (exact sums)."""
     nq = w.shape[0]
-    if nq == 1:
-        h = np.bincount(rho, weights=w[0], minlength=k + 1)
-    else:
-        flat = rho + (np.arange(nq, dtype=np.intp) * (k + 1))[:, None]
-        h = np.bincount(flat.reshape(-1), weights=w.reshape(-1), minlength=nq * (k + 1))
+    h = _histograms(rho, w, k + 1, nq * (k + 1))
     if k > 16_384:  # large: the plain running sum along each quantity's row is faster
         out = h.reshape(nq, k + 1)[:, :k].astype(np.int64)
         return np.cumsum(out, axis=1, out=out)
@@ -32,6 +39,15 @@ def _prefix(rho, w, k: int) -> np.ndarray:
     out = np.empty((k, nq), dtype=np.int64)
     np.cumsum(h.reshape(nq, k + 1)[:, :k], axis=1, dtype=np.int64, out=out.T)
     return out.T
+
+
+def _prefixes(lab, rho, w, n_lab: int, k: int) -> np.ndarray:
+    """(n_lab, Q, k) int64: entry ``[t, q, a]`` sums ``w[q]`` over the samples with
+    ``lab == t`` and ``rho <= a`` (``rho`` in ``0..k``; ``w`` as for :func:`_prefix`)."""
+    nq = w.shape[0]
+    h = _histograms(lab * (nq * (k + 1)) + rho, w, k + 1, n_lab * nq * (k + 1))
+    h = h.reshape(n_lab, nq, k + 1)[:, :, :k].astype(np.int64)
+    return np.cumsum(h, axis=2, out=h)
 
 
 def _pair_tables(rho_i, rho_j, d2, ki: int, kj: int, c1):
@@ -52,9 +68,7 @@ def _pair_tables(rho_i, rho_j, d2, ki: int, kj: int, c1):
     cells = (ki + 1) * (kj + 1)
     flat = rho_i.astype(np.intp) * (kj + 1)
     flat += rho_j
-    if nq > 1:
-        flat = (flat + (np.arange(nq, dtype=np.intp) * cells)[:, None]).reshape(-1)
-    h = np.bincount(flat, weights=d2.reshape(-1), minlength=nq * cells)
+    h = _histograms(flat, d2, cells, nq * cells)
     h = h.astype(np.int64).reshape(nq, ki + 1, kj + 1)
     np.cumsum(h, axis=1, out=h)  # rho_i <= a
     c = np.empty((nq, kj + 1, ki), dtype=np.int64)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .problem import HardState
-from .tables import _pair_index, _prefix
+from .tables import _histograms, _pair_index, _prefix, _prefixes
 
 
 class _Windows:
@@ -97,11 +97,7 @@ class _Windows:
         corr_w = np.concatenate([self._values_at(e2[at], a_set[at]) - v_e1[:, at],
                                  self._values_at(zb, b_set) - self._values_at(ex[b_set], b_set)],
                                 axis=1)
-        flat = corr_lab * (nq * (ki + 1)) + corr_rho
-        flat = (flat + (np.arange(nq, dtype=np.intp) * (ki + 1))[:, None]).reshape(-1)
-        h = np.bincount(flat, weights=corr_w.reshape(-1), minlength=nj * nq * (ki + 1))
-        h = h.reshape(nj, nq, ki + 1)[:, :, :ki].astype(np.int64)
-        c1 += np.cumsum(h, axis=2, out=h)
+        c1 += _prefixes(corr_lab, corr_rho, corr_w, nj, ki)
         # --- the table samples: A for every j up to its e1, B_j when it passes j too
         ta_lab, ta = np.divmod(np.flatnonzero(js[:, None] <= e1[None, :na]), na) if na else (
             np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp))
@@ -126,16 +122,10 @@ class _Windows:
         f_sel = ~g_sel & (rho_i == 0)
         e_sel = ~g_sel & ~f_sel & (rho_j > 0)
         g = np.flatnonzero(g_sel)
-        flat = (lab[g] * nq) * (ki + 1) + rho_i[g]
-        flat = (flat + (np.arange(nq, dtype=np.intp) * (ki + 1))[:, None]).reshape(-1)
-        h = np.bincount(flat, weights=d2[:, g].reshape(-1), minlength=nj * nq * (ki + 1))
-        h = h.reshape(nj, nq, ki + 1)[:, :, :ki].astype(np.int64)
-        big_g = np.cumsum(h, axis=2, out=h)  # rho_i <= a
+        big_g = _prefixes(lab[g], rho_i[g], d2[:, g], nj, ki)  # rho_i <= a
         big_g += c1
         f = np.flatnonzero(f_sel)
-        flat = (lab[f] * nq) * (kk + 1) + rho_j[f]
-        flat = (flat + (np.arange(nq, dtype=np.intp) * (kk + 1))[:, None]).reshape(-1)
-        h = np.bincount(flat, weights=d2[:, f].reshape(-1), minlength=nj * nq * (kk + 1))
+        h = _histograms(lab[f] * (nq * (kk + 1)) + rho_j[f], d2[:, f], kk + 1, nj * nq * (kk + 1))
         h = h.reshape(nj, nq, kk + 1).astype(np.int64)
         np.cumsum(h, axis=2, out=h)
         big_f = h[:, :, kk:] - h[:, :, :kk]  # rho_j > b
