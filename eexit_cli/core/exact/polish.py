@@ -51,7 +51,7 @@ class _PairGrid:
             pairs = [(i, j) for i in range(ne) for j in range(i + 1, ne)]
         levels = tuple(tuple(lv) for lv in levels)
         if not levels:
-            return self._singles(st, {}, max_rounds), 1
+            return self._singles(st, {}, max_rounds)[0], 1
         setting = (exhaustive, tuple(tuple(p) for p in pairs))
         by_i: dict = {}
         for i, j in pairs:
@@ -78,25 +78,23 @@ class _PairGrid:
             local, coarse = levels[level]
             prune_now = prune and full_round[level]
             if not skip_ones:
-                box = [tick]
-                st = self._singles(st, checked_one, max_rounds, failed_one, touched, box,
-                                   prune=prune_now)
-                tick = box[0]
+                st, tick = self._singles(st, checked_one, max_rounds, failed_one, touched, tick,
+                                         prune=prune_now)
             skip_ones = False
             skipped = 0
             for i, js in by_i.items():
                 prep = None
 
-                def sweeps(j):  # whether the pair (i, j) is swept at this state
-                    return checked.get((i, j)) != (st._cache["serial"], level) and not (
-                        prune_now and failed.get((level, i, j), -1) >= touched[i:j + 1].max())
+                def pruned(j):  # skipped: found nothing since a threshold from i to j moved
+                    return prune_now and failed.get((level, i, j), -1) >= touched[i:j + 1].max()
 
                 for at_j, j in enumerate(js):
-                    if not sweeps(j):
-                        if checked.get((i, j)) != (st._cache["serial"], level):
-                            skipped += 1
-                        continue
                     tag = (st._cache["serial"], level)
+                    if checked.get((i, j)) == tag:
+                        continue  # swept at this state already
+                    if pruned(j):
+                        skipped += 1
+                        continue
                     if coarse > 0 and (prep is None or prep["serial"] != st._cache["serial"]):
                         prep = self._pair_prep(st, i, local, coarse, exhaustive)
                     window_js = None
@@ -104,7 +102,7 @@ class _PairGrid:
                         # the window tables of every pair (i, j) still to sweep at this
                         # state come at once
                         window_js = [j2 for j2 in js[at_j:] if self.n_candidates(j2) > exhaustive
-                                     and sweeps(j2)]
+                                     and checked.get((i, j2)) != tag and not pruned(j2)]
                     self.pair_sweeps += 1
                     new = self.sweep_pair(st, i, j, local=local, coarse=coarse,
                                           exhaustive=exhaustive, prep=prep, window_js=window_js)
@@ -129,11 +127,12 @@ class _PairGrid:
                 break
         return st, rounds
 
-    def _singles(self, st, checked_one, max_rounds, failed=None, touched=None, tick=None,
-                 prune=False):
-        """Single sweeps until none improves.  ``failed``/``touched``/``tick`` record
-        when each exit's sweep last found nothing and when each threshold last
-        changed; with ``prune``, an exit whose sweep found nothing since its own
+    def _singles(self, st, checked_one, max_rounds, failed=None, touched=None, tick=0,
+                 prune=False) -> tuple[HardState, int]:
+        """Single sweeps until none improves; returns the state and the tick.
+        ``failed``/``touched`` record the tick when each exit's sweep last found
+        nothing and when each threshold last changed (every change advances the
+        tick); with ``prune``, an exit whose sweep found nothing since its own
         threshold last changed is skipped."""
         for _ in range(max_rounds):
             before = st.key()
@@ -147,11 +146,11 @@ class _PairGrid:
                 if new is st:
                     checked_one[n] = serial
                     if failed is not None:
-                        failed[n] = tick[0]
+                        failed[n] = tick
                 elif touched is not None:
-                    tick[0] += 1
-                    touched[new.index != st.index] = tick[0]
+                    tick += 1
+                    touched[new.index != st.index] = tick
                 st = new
             if not st.key() > before:
                 break
-        return st
+        return st, tick

@@ -45,7 +45,7 @@ class _PricedSearch:
             # every sample: those ranked above each threshold, read from the order by rank
             e2 = np.full(self.n_samples, ne, dtype=np.intp)
             for j in range(ne - 1, 0, -1):
-                above = self._order[j, self._pos[j][index[j]]:]
+                above = self._above(j, index[j])
                 e2[above[ex[above] < j]] = j
             return e2
         e2 = np.full(sub.size, ne, dtype=np.intp)
@@ -104,8 +104,7 @@ class _PricedSearch:
         moved = np.flatnonzero(old != st.index)
         if moved.size == 0:
             return hist
-        parts = [self._band(n, *sorted((int(old[n]), int(st.index[n])))) for n in moved]
-        sub = parts[0] if len(parts) == 1 else np.unique(np.concatenate(parts))
+        sub = self._between(old, st.index, moved)
         if sub.size * 4 > self.n_samples:
             return self._move_hist(st)
         ne, m = self.n_exits - 1, self.n_samples

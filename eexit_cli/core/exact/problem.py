@@ -254,7 +254,7 @@ class _Problem:
         out = np.full(self.n_samples, ne, dtype=self._exit_dtype)
         for n in range(ne - 1, -1, -1):
             # the samples ranked above the threshold, read from the order by rank
-            out[self._order[n, self._pos[n][index[n]]:]] = n
+            out[self._above(n, index[n])] = n
         return out
 
     def _summarise(self, ex) -> tuple[int, np.ndarray]:
@@ -306,6 +306,26 @@ class _Problem:
         """The samples whose rank at exit ``n`` lies in ``(lo, hi]``."""
         pos = self._pos[n]
         return self._order[n, pos[lo]:pos[hi]].astype(np.intp)
+
+    def _above(self, n: int, k: int) -> np.ndarray:
+        """The samples ranked above candidate ``k`` at exit ``n`` (a view of the order
+        by rank)."""
+        return self._order[n, self._pos[n][k]:]
+
+    def _between(self, old, new, changed) -> np.ndarray:
+        """The samples ranked between the ``old`` and the ``new`` candidate of a
+        threshold in ``changed``: the only ones whose exits can differ between the two
+        indices (in order by rank for one threshold, else sorted)."""
+        parts = [self._band(n, *sorted((int(old[n]), int(new[n])))) for n in changed]
+        if len(parts) == 1:
+            return parts[0]
+        if sum(b.size for b in parts) * 16 < self.n_samples:
+            return np.unique(np.concatenate(parts))
+        # large bands: marking is O(M), sorting them would cost more
+        mark = np.zeros(self.n_samples, dtype=bool)
+        for b in parts:
+            mark[b] = True
+        return np.flatnonzero(mark)
 
     def _next_after(self, n: int, sub, index) -> np.ndarray:
         """Exit taken by the samples ``sub`` once they pass exit ``n``."""
@@ -360,16 +380,7 @@ class _Problem:
             new_e = self.exits(new_index)
             hits, counts = self._summarise(new_e)
             return self._make(new_index, hits, counts), (None, new_e)
-        parts = [self._band(n, lo, hi) for n, (lo, hi) in zip(changed, spans)]
-        if len(parts) == 1:
-            sub = parts[0]
-        elif sum(b.size for b in parts) * 16 < self.n_samples:
-            sub = np.unique(np.concatenate(parts))
-        else:  # large bands: marking is O(M), sorting them would cost more
-            mark = np.zeros(self.n_samples, dtype=bool)
-            for b in parts:
-                mark[b] = True
-            sub = np.flatnonzero(mark)
+        sub = self._between(st.index, new_index, changed)
         sub = sub[ex[sub] >= p]
         old_e = ex[sub]
         new_e = self._next_after(p - 1, sub, new_index)

@@ -40,7 +40,6 @@ class _Windows:
         idx = st.index
         ne = self.n_exits - 1
         nq = self._n_q()
-        m = self.n_samples
         js = np.asarray(js, dtype=np.intp)
         nj = js.size
         gi = self._grid(i, int(idx[i]), None, local, 0, 0)
@@ -62,9 +61,10 @@ class _Windows:
         keep = (self._ranks[i, b_set] <= lo_i) & (ex[b_set] >= i)
         b_set, b_lab = b_set[keep], b_lab[keep]
         u = np.concatenate([a_set, b_set])
+        wt = {"key": (st._cache["serial"], i, local), "lab": {int(j): t for t, j in enumerate(js)}}
         if u.size == 0:  # nobody can change: no table beats st
-            return {"key": (st._cache["serial"], i, local), "lab": {int(j): t for t, j in enumerate(js)},
-                    "better": np.zeros(nj, dtype=bool)}
+            wt["better"] = np.zeros(nj, dtype=bool)
+            return wt
         # the exit each takes once it passes i (e1), and once it passes that one too (e2)
         thr = np.zeros(ne - i, dtype=np.intp)
         thr[:-1] = idx[i + 1:ne]
@@ -149,8 +149,7 @@ class _Windows:
         mask &= up
         mask &= (np.arange(kk)[None, :] < kj[:, None])[:, None, :]
         better = mask.any(axis=(1, 2))
-        wt = {"key": (st._cache["serial"], i, local), "lab": {int(j): t for t, j in enumerate(js)},
-              "gi": gi, "lo_j": lo_j, "kj": kj, "g": big_g, "f": big_f, "rects": rects}
+        wt.update(gi=gi, lo_j=lo_j, kj=kj, g=big_g, f=big_f, rects=rects)
         for t in np.unique(rects[0]).tolist():  # tables with rectangles: dense
             tab = self._window_table(wt, t)
             m_t = (tab[0] >= cur_h + 1) | (tab[1] <= cur_l - 1)
