@@ -238,9 +238,9 @@ class _PricedSearch:
             cost = q_dc + dcj[pc]
             # per exit i < j: the best gain, then the lowest cost, then the first
             segs = [i for i in range(j) if sizes[i]]
-            bounds = np.concatenate([[0], np.cumsum([sizes[i] for i in segs])[:-1]])
-            g_best = np.maximum.reduceat(gain, bounds)
             lens = [sizes[i] for i in segs]
+            bounds = np.concatenate([[0], np.cumsum(lens)[:-1]])
+            g_best = np.maximum.reduceat(gain, bounds)
             at_best = gain == np.repeat(g_best, lens)
             c_best = np.minimum.reduceat(np.where(at_best, cost, np.inf), bounds)
             hit = np.flatnonzero(at_best & (cost == np.repeat(c_best, lens)))

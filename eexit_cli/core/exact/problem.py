@@ -149,14 +149,14 @@ class _Problem:
             self._pos.append(np.append(np.flatnonzero(first), m).astype(itype))
             del order
         # integer fixed point per row: |total| < 2**52 stays exact in float64
-        self._scale = np.empty(self.n_rows)
+        scale = np.empty(self.n_rows)
         self._icost = np.empty_like(rows)
         for r in range(self.n_rows):
             top = float(np.max(np.abs(rows[r])))
-            self._scale[r] = 2.0 ** 51 / (m * top) if top > 0 else 1.0
-            self._icost[r] = np.rint(rows[r] * self._scale[r])
+            scale[r] = 2.0 ** 51 / (m * top) if top > 0 else 1.0
+            self._icost[r] = np.rint(rows[r] * scale[r])
         with np.errstate(invalid="ignore"):
-            self._ibound = bounds * self._scale * m
+            self._ibound = bounds * scale * m
         self._icost_int = self._icost.astype(np.int64)
         # a fixed-point total v (an integer below 2**53) meets row r when
         # v <= _ibound[r] * (1 + 1e-12), i.e. when v <= _ilimit[r] (None: no bound)

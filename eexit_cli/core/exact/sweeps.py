@@ -85,15 +85,12 @@ class _Sweeps:
         cur = self._totals(st)
         cur_h, cur_l = int(cur[0]), int(cur[1])
         acc = self.objective == "accuracy"
-        mask = None
+        mask = None  # the conditions always hold the objective's own bound: never None below
         for q, upper, bound in self._conditions(st):
             thr = off[q] - bound
             m = np.greater_equal(neg[q], thr) if upper else np.less_equal(neg[q], thr)
             mask = m if mask is None else np.logical_and(mask, m, out=mask)
-        if mask is None:
-            cand = np.arange(neg[0].size)
-        else:
-            cand = np.flatnonzero(mask)
+        cand = np.flatnonzero(mask)
         if cand.size == 0:
             return st
         col = cand % off.shape[-1]
@@ -228,8 +225,8 @@ class _Sweeps:
         c1 += base[:, None]
         # number of samples passing from i to at least exit j, for j = 0..N-1
         depth = np.searchsorted(-e1.astype(np.int16), -np.arange(self.n_exits), side="right")
-        return {"serial": st._cache["serial"], "sub": sub, "e1": e1, "rho": rho, "gi": gi,
-                "v_e1": v_e1, "c1": c1, "depth": depth}
+        return {"serial": st._cache["serial"], "sub": sub, "rho": rho, "gi": gi, "v_e1": v_e1,
+                "c1": c1, "depth": depth}
 
     def _windowed(self, i: int, j: int, coarse: int, exhaustive: int) -> bool:
         """Whether the pair sweep ``(i, j)`` is a window sweep (:mod:`.windows`): the
@@ -274,7 +271,7 @@ class _Sweeps:
         ki = gi.size
         sub = prep["sub"][:cnt]
         rho_i = rho_all[:cnt]
-        at_j = int(prep["depth"][j + 1]) if j + 1 < self.n_exits else cnt
+        at_j = int(prep["depth"][j + 1])  # sub[at_j:] go from i to j itself
         rk_j = self._ranks[j, sub]
         gj = self._grid(j, int(st.index[j]), rk_j, local, coarse, exhaustive)
         kj = gj.size
