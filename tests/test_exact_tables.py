@@ -10,7 +10,7 @@ import pytest
 
 from eexit_cli.core import exact
 from eexit_cli.core.exact import HardProblem
-from eexit_cli.core.exact.tables import _pair_tables, _prefix
+from eexit_cli.core.exact.tables import _pair_tables, _prefix, _prefixes
 
 from conftest import best_of_grid, random_problem
 
@@ -50,6 +50,22 @@ def test_prefix_and_pair_tables_match_direct_sums(seed):
             for b in range(kj):
                 want = c1[q, a] + d2i[q][(rho_i <= a) & (rho_j > b)].sum()
                 assert off[q, a] - neg[q, b, a] == want
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_labelled_prefixes_match_direct_sums(seed):
+    # the window tables' running sums, one group of samples per label
+    rng = np.random.default_rng(seed)
+    nq, n_lab, k, s = 2 + seed % 2, int(rng.integers(1, 5)), int(rng.integers(1, 9)), int(rng.integers(0, 60))
+    lab = rng.integers(0, n_lab, s)
+    rho = rng.integers(0, k + 1, s)
+    w = np.vstack([rng.integers(-1, 2, s)] + [rng.integers(-2 ** 45, 2 ** 45, s) for _ in range(nq - 1)])
+    got = _prefixes(lab, rho, w.astype(np.float64), n_lab, k)
+    assert got.dtype == np.int64 and got.shape == (n_lab, nq, k)
+    for t in range(n_lab):
+        for q in range(nq):
+            for a in range(k):
+                assert got[t, q, a] == w[q][(lab == t) & (rho <= a)].sum()
 
 
 def _record(monkeypatch):
