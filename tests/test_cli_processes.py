@@ -132,6 +132,26 @@ def test_ctrl_c_while_starting_up_prints_no_traceback(files, delay):
         assert not out.exists()
 
 
+@pytest.mark.parametrize("delay", [0.1, 0.3, 0.5, 0.7, 0.9, 1.2])
+def test_ctrl_c_around_the_reader_fork_leaves_no_child_behind(files, delay):
+    # the split is a FIFO nobody writes: a reader child forked but never killed would
+    # block forever and keep the pipes open (communicate would time out)
+    tmp, _, _, lat = files
+    fifo = tmp / f"never-{delay}.h5"
+    os.mkfifo(fifo)
+    out = tmp / "t.json"
+    proc = subprocess.Popen([sys.executable, "-c", ENTRY, "tune", str(fifo), "--latency", str(lat),
+                             "--budget", "60%", "-o", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr.readline() == "started\n"
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr, stderr
+    assert not out.exists()
+
+
 def test_stderr_off_a_terminal_is_not_wrapped(files):
     tmp, split, _, lat = files
     long = tmp / ("a-rather-long-folder-name-" * 3)

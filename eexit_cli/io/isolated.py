@@ -27,8 +27,10 @@ _ARRAYS = ("scores", "correct", "labels")
 
 
 def _child(conn, path, confidence, ignore_index) -> None:
-    # the parent answers Ctrl-C; the child just stops when killed
+    # the parent answers Ctrl-C; the child just stops when killed (it starts with
+    # SIGINT blocked, see read_exits_isolated)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _set_sigint_mask(signal.SIG_UNBLOCK)
     try:
         out = read_exits(path, confidence=confidence, ignore_index=ignore_index)
         # the arrays go as raw bytes after a small header: no pickled copies of them
@@ -64,6 +66,15 @@ def _receive_outputs(conn, header: dict) -> ExitOutputs:
     return ExitOutputs(**header, **arrays)
 
 
+def _set_sigint_mask(how, mask=None):
+    """``pthread_sigmask`` for SIGINT (or back to ``mask``); a no-op where there is none."""
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not on POSIX
+        return None
+    if how == signal.SIG_SETMASK:
+        return None if mask is None else signal.pthread_sigmask(how, mask)
+    return signal.pthread_sigmask(how, {signal.SIGINT})
+
+
 def read_exits_isolated(path, confidence: str | None = None, ignore_index: int | None = None) -> ExitOutputs:
     """:func:`eexit_cli.io.exits.read_exits` in a child process (see the module docstring)."""
     try:
@@ -73,9 +84,16 @@ def read_exits_isolated(path, confidence: str | None = None, ignore_index: int |
     path = os.fspath(path)
     receive, send = ctx.Pipe(duplex=False)
     child = ctx.Process(target=_child, args=(send, path, confidence, ignore_index), daemon=True)
-    child.start()
-    send.close()
     try:
+        # a Ctrl-C during the fork would leave a child that nobody kills, blocked
+        # on a file that never arrives and holding this process's stdout and
+        # stderr open: it waits until the child exists and is known here
+        mask = _set_sigint_mask(signal.SIG_BLOCK)
+        try:
+            child.start()
+        finally:
+            send.close()
+            _set_sigint_mask(signal.SIG_SETMASK, mask)
         try:
             kind, value = receive.recv()
             if kind == "ok":
@@ -88,9 +106,10 @@ def read_exits_isolated(path, confidence: str | None = None, ignore_index: int |
                 f"{path}: reading the file crashed the HDF5 library ({how}); the file is damaged"
             ) from None
     except BaseException:
-        if child.is_alive():
-            child.kill()
-        child.join()
+        if child.pid is not None:  # started
+            if child.is_alive():
+                child.kill()
+            child.join()
         raise
     finally:
         receive.close()
