@@ -11,7 +11,8 @@ distinct scores ``u_1 < ... < u_K``, index ``k`` means "the samples whose score
 ranks above ``k`` leave": threshold ``c_0`` lies below ``u_1`` (everyone reaching
 the exit leaves), ``c_k`` is the midpoint of ``u_k`` and ``u_{k+1}`` (midpoints
 generalise better than a threshold sitting on a sample's score) and ``c_K`` is
-the largest score (nobody leaves, the rule being "strictly above").  Any real
+the largest score, or the box's ``upper`` end when that lies above it (nobody
+leaves, the rule being "strictly above").  Any real
 threshold maps to the index with the same hard behaviour on the data.
 
 Moves
