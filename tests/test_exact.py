@@ -194,6 +194,31 @@ def test_trade_predictions_are_the_best_sum_of_two_single_moves(seed):
             assert (i, j) not in predicted
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_frontier_from_step_points_is_the_full_frontier(seed):
+    # reading only the candidates where a table of hits changes gives the very frontier
+    # (and so the very predictions) a pass over every candidate gives
+    scores, correct, costs = random_problem(4, 80, 450 + seed, ties=seed % 2 == 0)
+    hp = HardProblem(scores, correct, costs, _budget_between(costs, 0.3 + 0.1 * seed))
+    st = hp.repair(np.full(3, 0.6))[0]
+    hist = hp._move_hist(st)
+    tables, steps = hp._tables_of(hist), hp._steps_of(hist)
+    for n, tb in enumerate(tables):
+        if tb is None:
+            continue
+        dh, dc = tb
+        assert steps[n][0] == 0
+        assert np.array_equal(steps[n][1:], np.flatnonzero(np.diff(dh)) + 1)
+        rng = np.random.default_rng(seed * 10 + n)
+        for floor, ceiling in [(-np.inf, np.inf), (0.0, 0.0)] + [
+                (float(rng.integers(-5, 3)), float(rng.choice(dc))) for _ in range(8)]:
+            full = hp._frontier(dh, dc, floor, ceiling, True)
+            fast = hp._frontier(dh, dc, floor, ceiling, True, steps[n])
+            for a, b in zip(full, fast):
+                assert a.dtype == b.dtype and np.array_equal(a, b)
+    assert hp._trades(st, tables, steps) == hp._trades(st, tables)
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_trade_ends_where_no_single_or_predicted_pair_move_improves(seed):
     scores, correct, costs = random_problem(4, 150, 500 + seed, ties=seed % 2 == 0)

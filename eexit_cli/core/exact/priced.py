@@ -167,11 +167,46 @@ class _PricedSearch:
         return out
 
     @staticmethod
-    def _frontier(dh, dc, floor, ceiling, sorted_dc=False):
+    def _steps_of(hist: dict) -> list:
+        """Per exit, 0 and the candidates ``k >= 1`` where the table of hits changes
+        (``dh[k] != dh[k - 1]``: a nonzero histogram entry), ascending; between two
+        of them the gain stays what it is at the first (the sums are exact)."""
+        hh, off = hist["hh"], hist["off"]
+        nz = np.flatnonzero(hh != 0)
+        cuts = np.searchsorted(nz, off)
+        out = []
+        for n in range(off.size - 1):
+            s = nz[cuts[n]:cuts[n + 1]]
+            s -= off[n]
+            if s.size == 0 or s[0] != 0:
+                s = np.concatenate([np.zeros(1, dtype=s.dtype), s])
+            out.append(s)
+        return out
+
+    @staticmethod
+    def _frontier(dh, dc, floor, ceiling, sorted_dc=False, steps=None):
         """The moves of one exit that no other beats on both counts, among those with
         ``dh >= floor`` and ``dc <= ceiling``: ascending ``dc`` with strictly ascending
         ``dh`` (the cheapest move of each gain).  Returns ``(dc, dh, k)``.  ``sorted_dc``:
-        ``dc`` is known not to decrease with ``k``."""
+        ``dc`` is known not to decrease with ``k``; ``steps`` (with ``sorted_dc``): the
+        candidates of :meth:`_steps_of`, the only ones that can be on the frontier (at
+        any other ``dh`` equals the gain of the one before), so only they are read."""
+        if sorted_dc and steps is not None:
+            hi = int(np.searchsorted(dc, ceiling, side="right"))
+            if hi:
+                pts = steps[:int(np.searchsorted(steps, hi, side="left"))]
+                v = dh[pts]
+                ok = v >= floor
+                i = int(np.argmax(ok))
+                if ok[i]:
+                    v, pts = v[i:], pts[i:]
+                    keep = np.empty(v.size, dtype=bool)
+                    keep[0] = True
+                    np.greater(v[1:], np.maximum.accumulate(v)[:-1], out=keep[1:])
+                    k = pts[keep]
+                    return dc[k], v[keep], k
+            e = np.zeros(0)
+            return e, e, np.zeros(0, dtype=np.intp)
         if not sorted_dc and dc.size > 1 and not np.all(dc[1:] >= dc[:-1]):
             o = np.argsort(dc, kind="stable")
             dc, dh = dc[o], dh[o]
@@ -191,7 +226,7 @@ class _PricedSearch:
         k = np.flatnonzero(keep)
         return sdc[k], sdh[k], (k + lo if o is None else o[k + lo])
 
-    def _trades(self, st: HardState, tables=None) -> list:
+    def _trades(self, st: HardState, tables=None, steps=None) -> list:
         """Single and pair moves predicted to improve ``st``, best predicted first, as
         ``(gain, -cost, ((exit, k), ...))``.
 
@@ -217,7 +252,8 @@ class _PricedSearch:
             others = np.arange(ne) != n
             floor = -top[others].max() if ne > 1 else 0.0
             ceiling = slack - (low[others].min() if ne > 1 else 0.0)
-            fr.append(self._frontier(tb[0], tb[1], floor, ceiling, self._row0_grows))
+            fr.append(self._frontier(tb[0], tb[1], floor, ceiling, self._row0_grows,
+                                     None if steps is None else steps[n]))
         out = []
         for n, (dc, dh, k) in enumerate(fr):
             p = int(np.searchsorted(dc, slack, side="right")) - 1
@@ -295,7 +331,8 @@ class _PricedSearch:
             moved = False
             used: set = set()
             misses = 0
-            for _, _, mv in self._trades(st, self._tables_of(hist)):
+            steps = self._steps_of(hist) if self._row0_grows else None
+            for _, _, mv in self._trades(st, self._tables_of(hist), steps):
                 if any(n in used for n, _ in mv):
                     continue
                 if moved and misses >= patience:
