@@ -242,8 +242,17 @@ class _PricedSearch:
         # a move of n can be part of an improving pair only if some other exit's best
         # gain makes up for its loss and some other exit's cheapest move pays for it
         # (the current candidate of every exit gains 0 at cost 0)
-        top = np.array([0.0 if tb is None else float(tb[0].max()) for tb in tabs])
-        low = np.array([0.0 if tb is None else float(tb[1].min()) for tb in tabs])
+        # (with steps the largest gain is read at them; with costs that grow with k
+        # the cheapest move is the first)
+        if steps is None:
+            top = np.array([0.0 if tb is None else float(tb[0].max()) for tb in tabs])
+        else:
+            top = np.array([0.0 if tb is None else float(tb[0][steps[n]].max())
+                            for n, tb in enumerate(tabs)])
+        if self._row0_grows:
+            low = np.array([0.0 if tb is None else float(tb[1][0]) for tb in tabs])
+        else:
+            low = np.array([0.0 if tb is None else float(tb[1].min()) for tb in tabs])
         fr = []
         for n, tb in enumerate(tabs):
             if tb is None:
