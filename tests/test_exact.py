@@ -203,20 +203,24 @@ def test_frontier_from_step_points_is_the_full_frontier(seed):
     st = hp.repair(np.full(3, 0.6))[0]
     hist = hp._move_hist(st)
     tables, steps = hp._tables_of(hist), hp._steps_of(hist)
+    sparse = hp._tables_of(hist, steps)
     for n, tb in enumerate(tables):
         if tb is None:
+            assert sparse[n] is None
             continue
         dh, dc = tb
         assert steps[n][0] == 0
         assert np.array_equal(steps[n][1:], np.flatnonzero(np.diff(dh)) + 1)
+        assert np.array_equal(sparse[n][0], dh[steps[n]])
+        assert np.array_equal(sparse[n][1], dc)
         rng = np.random.default_rng(seed * 10 + n)
         for floor, ceiling in [(-np.inf, np.inf), (0.0, 0.0)] + [
                 (float(rng.integers(-5, 3)), float(rng.choice(dc))) for _ in range(8)]:
             full = hp._frontier(dh, dc, floor, ceiling, True)
-            fast = hp._frontier(dh, dc, floor, ceiling, True, steps[n])
+            fast = hp._frontier(sparse[n][0], dc, floor, ceiling, True, steps[n])
             for a, b in zip(full, fast):
                 assert a.dtype == b.dtype and np.array_equal(a, b)
-    assert hp._trades(st, tables, steps) == hp._trades(st, tables)
+    assert hp._trades(st, sparse, steps) == hp._trades(st, tables)
 
 
 @pytest.mark.parametrize("seed", range(8))

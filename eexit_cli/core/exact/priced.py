@@ -147,8 +147,11 @@ class _PricedSearch:
         hist["index"] = st.index.copy()
         return hist
 
-    def _tables_of(self, hist: dict) -> list:
-        """The tables of :meth:`move_tables` from the histograms of :meth:`_move_hist`."""
+    def _tables_of(self, hist: dict, steps=None) -> list:
+        """The tables of :meth:`move_tables` from the histograms of :meth:`_move_hist`;
+        with ``steps`` (:meth:`_steps_of`) the table of hits of exit ``n`` is read at
+        ``steps[n]`` only (summed over the nonzero entries alone: every sum is an
+        exact integer, so the values are the very ones of the full table)."""
         out = []
         off = hist["off"]
         for n in range(self.n_exits - 1):
@@ -157,11 +160,16 @@ class _PricedSearch:
                 out.append(None)
                 continue
             k0 = int(hist["index"][n])
-            gh = np.cumsum(hh)
+            if steps is None:
+                gh = np.cumsum(hh)
+                h0 = gh[k0]
+            else:
+                gh = np.cumsum(hh[steps[n]])
+                h0 = gh[int(np.searchsorted(steps[n], k0, side="right")) - 1]
             gc = np.cumsum(hc)
             # moving to k: the samples ranked in (k, k0] start leaving at n (k < k0)
             # or those in (k0, k] stop (k > k0)
-            np.subtract(gh[k0], gh, out=gh)
+            np.subtract(h0, gh, out=gh)
             np.subtract(gc[k0], gc, out=gc)
             out.append((gh, gc))
         return out
@@ -190,12 +198,13 @@ class _PricedSearch:
         ``dh`` (the cheapest move of each gain).  Returns ``(dc, dh, k)``.  ``sorted_dc``:
         ``dc`` is known not to decrease with ``k``; ``steps`` (with ``sorted_dc``): the
         candidates of :meth:`_steps_of`, the only ones that can be on the frontier (at
-        any other ``dh`` equals the gain of the one before), so only they are read."""
+        any other ``dh`` equals the gain of the one before), and ``dh`` the gains at
+        them alone (as :meth:`_tables_of` gives them)."""
         if sorted_dc and steps is not None:
             hi = int(np.searchsorted(dc, ceiling, side="right"))
             if hi:
-                pts = steps[:int(np.searchsorted(steps, hi, side="left"))]
-                v = dh[pts]
+                b = int(np.searchsorted(steps, hi, side="left"))
+                pts, v = steps[:b], dh[:b]
                 ok = v >= floor
                 i = int(np.argmax(ok))
                 if ok[i]:
@@ -234,6 +243,10 @@ class _PricedSearch:
         moving ``i`` changes who reaches ``j``) and keeps the best combination whose
         predicted row-0 total stays within its bound: for every frontier move of
         ``i``, the best frontier move of ``j`` that fits in what is left.
+
+        ``steps`` (:meth:`_steps_of`, where row 0 grows with the exit index): the
+        tables' gains are read at those candidates only (``_tables_of(hist, steps)``);
+        the predictions are the same.
         """
         ne = self.n_exits - 1
         tabs = self.move_tables(st) if tables is None else tables
@@ -242,13 +255,8 @@ class _PricedSearch:
         # a move of n can be part of an improving pair only if some other exit's best
         # gain makes up for its loss and some other exit's cheapest move pays for it
         # (the current candidate of every exit gains 0 at cost 0)
-        # (with steps the largest gain is read at them; with costs that grow with k
-        # the cheapest move is the first)
-        if steps is None:
-            top = np.array([0.0 if tb is None else float(tb[0].max()) for tb in tabs])
-        else:
-            top = np.array([0.0 if tb is None else float(tb[0][steps[n]].max())
-                            for n, tb in enumerate(tabs)])
+        # (with costs that grow with k the cheapest move is the first)
+        top = np.array([0.0 if tb is None else float(tb[0].max()) for tb in tabs])
         if self._row0_grows:
             low = np.array([0.0 if tb is None else float(tb[1][0]) for tb in tabs])
         else:
@@ -341,7 +349,7 @@ class _PricedSearch:
             used: set = set()
             misses = 0
             steps = self._steps_of(hist) if self._row0_grows else None
-            for _, _, mv in self._trades(st, self._tables_of(hist), steps):
+            for _, _, mv in self._trades(st, self._tables_of(hist, steps), steps):
                 if any(n in used for n, _ in mv):
                     continue
                 if moved and misses >= patience:
