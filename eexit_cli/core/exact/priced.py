@@ -276,14 +276,19 @@ class _PricedSearch:
             p = int(np.searchsorted(dc, slack, side="right")) - 1
             if p >= 0 and (dh[p] > 0 or (dh[p] == 0 and dc[p] < 0)):
                 out.append((float(dh[p]), -float(dc[p]), ((n, int(k[p])),)))
+        # every frontier end to end once; the exits before j are a prefix of it
+        sizes = [f[0].size for f in fr]
+        starts = [0]
+        for z in sizes:
+            starts.append(starts[-1] + z)
+        all_dc = np.concatenate([f[0] for f in fr])
+        all_dh = np.concatenate([f[1] for f in fr])
+        all_k = np.concatenate([f[2] for f in fr])
         for j in range(1, ne):
             dcj, dhj, kj = fr[j]
-            sizes = [fr[i][0].size for i in range(j)]
-            if dcj.size == 0 or sum(sizes) == 0:
+            if dcj.size == 0 or starts[j] == 0:
                 continue
-            q_dc = np.concatenate([fr[i][0] for i in range(j)])
-            q_dh = np.concatenate([fr[i][1] for i in range(j)])
-            q_k = np.concatenate([fr[i][2] for i in range(j)])
+            q_dc, q_dh, q_k = all_dc[:starts[j]], all_dh[:starts[j]], all_k[:starts[j]]
             pos = np.searchsorted(dcj, slack - q_dc, side="right") - 1
             ok = pos >= 0
             pc = np.maximum(pos, 0)
@@ -292,7 +297,7 @@ class _PricedSearch:
             # per exit i < j: the best gain, then the lowest cost, then the first
             segs = [i for i in range(j) if sizes[i]]
             lens = [sizes[i] for i in segs]
-            bounds = np.concatenate([[0], np.cumsum(lens)[:-1]])
+            bounds = np.array([starts[i] for i in segs], dtype=np.intp)
             g_best = np.maximum.reduceat(gain, bounds)
             at_best = gain == np.repeat(g_best, lens)
             c_best = np.minimum.reduceat(np.where(at_best, cost, np.inf), bounds)
