@@ -149,9 +149,10 @@ class _PricedSearch:
 
     def _tables_of(self, hist: dict, steps=None) -> list:
         """The tables of :meth:`move_tables` from the histograms of :meth:`_move_hist`;
-        with ``steps`` (:meth:`_steps_of`) the table of hits of exit ``n`` is read at
-        ``steps[n]`` only (summed over the nonzero entries alone: every sum is an
-        exact integer, so the values are the very ones of the full table)."""
+        with ``steps`` (:meth:`_steps_of`) both tables of exit ``n`` are read at
+        ``steps[n]`` only (the hits summed over the nonzero entries alone, the costs
+        between two steps in one sum each: every sum is an exact integer, so the
+        values are the very ones of the full tables)."""
         out = []
         off = hist["off"]
         for n in range(self.n_exits - 1):
@@ -161,16 +162,23 @@ class _PricedSearch:
                 continue
             k0 = int(hist["index"][n])
             if steps is None:
-                gh = np.cumsum(hh)
-                h0 = gh[k0]
+                gh, gc = np.cumsum(hh), np.cumsum(hc)
+                h0, c0 = gh[k0], gc[k0]
             else:
-                gh = np.cumsum(hh[steps[n]])
-                h0 = gh[int(np.searchsorted(steps[n], k0, side="right")) - 1]
-            gc = np.cumsum(hc)
+                sn = steps[n]
+                gh = np.cumsum(hh[sn])
+                # the costs of the ranks in (sn[i - 1], sn[i]] in one sum
+                cut = np.empty(sn.size, dtype=sn.dtype)
+                cut[0] = 0
+                np.add(sn[:-1], 1, out=cut[1:])
+                gc = np.cumsum(np.add.reduceat(hc[:int(sn[-1]) + 1], cut))
+                j0 = int(np.searchsorted(sn, k0, side="right")) - 1
+                h0 = gh[j0]
+                c0 = gc[j0] + hc[int(sn[j0]) + 1:k0 + 1].sum()
             # moving to k: the samples ranked in (k, k0] start leaving at n (k < k0)
             # or those in (k0, k] stop (k > k0)
             np.subtract(h0, gh, out=gh)
-            np.subtract(gc[k0], gc, out=gc)
+            np.subtract(c0, gc, out=gc)
             out.append((gh, gc))
         return out
 
@@ -198,13 +206,12 @@ class _PricedSearch:
         ``dh`` (the cheapest move of each gain).  Returns ``(dc, dh, k)``.  ``sorted_dc``:
         ``dc`` is known not to decrease with ``k``; ``steps`` (with ``sorted_dc``): the
         candidates of :meth:`_steps_of`, the only ones that can be on the frontier (at
-        any other ``dh`` equals the gain of the one before), and ``dh`` the gains at
-        them alone (as :meth:`_tables_of` gives them)."""
+        any other ``dh`` equals the gain of the one before and ``dc`` is no lower),
+        ``dh`` and ``dc`` the tables at them alone (as :meth:`_tables_of` gives them)."""
         if sorted_dc and steps is not None:
-            hi = int(np.searchsorted(dc, ceiling, side="right"))
-            if hi:
-                b = int(np.searchsorted(steps, hi, side="left"))
-                pts, v = steps[:b], dh[:b]
+            b = int(np.searchsorted(dc, ceiling, side="right"))
+            if b:
+                pts, v, dc = steps[:b], dh[:b], dc[:b]
                 ok = v >= floor
                 i = int(np.argmax(ok))
                 if ok[i]:
@@ -212,8 +219,7 @@ class _PricedSearch:
                     keep = np.empty(v.size, dtype=bool)
                     keep[0] = True
                     np.greater(v[1:], np.maximum.accumulate(v)[:-1], out=keep[1:])
-                    k = pts[keep]
-                    return dc[k], v[keep], k
+                    return dc[i:][keep], v[keep], pts[keep]
             e = np.zeros(0)
             return e, e, np.zeros(0, dtype=np.intp)
         if not sorted_dc and dc.size > 1 and not np.all(dc[1:] >= dc[:-1]):
