@@ -188,16 +188,12 @@ class _PricedSearch:
         (``dh[k] != dh[k - 1]``: a nonzero histogram entry), ascending; between two
         of them the gain stays what it is at the first (the sums are exact)."""
         hh, off = hist["hh"], hist["off"]
-        nz = np.flatnonzero(hh != 0)
+        mark = hh != 0
+        mark[off[:-1]] = True  # candidate 0 of every exit
+        nz = np.flatnonzero(mark)
         cuts = np.searchsorted(nz, off)
-        out = []
-        for n in range(off.size - 1):
-            s = nz[cuts[n]:cuts[n + 1]]
-            s -= off[n]
-            if s.size == 0 or s[0] != 0:
-                s = np.concatenate([np.zeros(1, dtype=s.dtype), s])
-            out.append(s)
-        return out
+        nz -= np.repeat(off[:-1], np.diff(cuts))
+        return [nz[cuts[n]:cuts[n + 1]] for n in range(off.size - 1)]
 
     @staticmethod
     def _frontier(dh, dc, floor, ceiling, sorted_dc=False, steps=None):
