@@ -165,17 +165,21 @@ def test_move_tables_match_every_single_move(seed):
             assert dc[k] == hp._totals(full)[1] - base[1]
 
 
+@pytest.mark.parametrize("n_exits", [4, 7])
 @pytest.mark.parametrize("seed", range(6))
-def test_trade_predictions_are_the_best_sum_of_two_single_moves(seed):
+def test_trade_predictions_are_the_best_sum_of_two_single_moves(seed, n_exits):
     # a pair's prediction: the best sum of two single moves whose predicted row-0
     # total fits the bound (then the lowest cost), found here by trying every pair
-    scores, correct, costs = random_problem(4, 50, 400 + seed, ties=seed % 2 == 1)
+    scores, correct, costs = random_problem(n_exits, 50, 400 + seed, ties=seed % 2 == 1)
     hp = HardProblem(scores, correct, costs, _budget_between(costs, 0.4))
-    st = hp.repair(np.full(3, 0.7))[0]
+    st = hp.repair(np.full(n_exits - 1, 0.7))[0]
     tables = hp.move_tables(st)
     slack = hp._ibound[0] * (1 + 1e-12) - hp._totals(st)[1]
     predicted = {tuple(n for n, _ in mv): (g, c) for g, c, mv in hp._trades(st)}
-    for i, j in itertools.combinations(range(3), 2):
+    hist = hp._move_hist(st)
+    steps = hp._steps_of(hist)
+    assert hp._trades(st, hp._tables_of(hist, steps), steps) == hp._trades(st)
+    for i, j in itertools.combinations(range(n_exits - 1), 2):
         if tables[i] is None or tables[j] is None:
             continue
         (hi, ci), (hj, cj) = tables[i], tables[j]

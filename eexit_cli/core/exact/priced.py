@@ -286,29 +286,50 @@ class _PricedSearch:
         all_dc = np.concatenate([f[0] for f in fr])
         all_dh = np.concatenate([f[1] for f in fr])
         all_k = np.concatenate([f[2] for f in fr])
+        # every pair (i < j) at once: for each frontier move of an exit before j (a
+        # prefix of the joined frontiers), the last move of j within what is left
+        rest = slack - all_dc
+        pos, qlen, bases, seg_b, seg_ij = [], [], [], [], []
+        base = 0
         for j in range(1, ne):
-            dcj, dhj, kj = fr[j]
-            if dcj.size == 0 or starts[j] == 0:
+            tj = starts[j]
+            if sizes[j] == 0 or tj == 0:
                 continue
-            q_dc, q_dh, q_k = all_dc[:starts[j]], all_dh[:starts[j]], all_k[:starts[j]]
-            pos = np.searchsorted(dcj, slack - q_dc, side="right") - 1
-            ok = pos >= 0
-            pc = np.maximum(pos, 0)
-            gain = np.where(ok, q_dh + dhj[pc], -np.inf)
-            cost = q_dc + dcj[pc]
-            # per exit i < j: the best gain, then the lowest cost, then the first
-            segs = [i for i in range(j) if sizes[i]]
-            lens = [sizes[i] for i in segs]
-            bounds = np.array([starts[i] for i in segs], dtype=np.intp)
+            # where that move lies among the joined frontiers (starts[j] - 1: none fits)
+            p = fr[j][0].searchsorted(rest[:tj], side="right")
+            p += tj - 1
+            pos.append(p)
+            qlen.append(tj)  # the rows of j: the frontiers before it
+            bases.append(base)
+            for i in range(j):
+                if sizes[i]:
+                    seg_b.append(base + starts[i])
+                    seg_ij.append((i, j))
+            base += tj
+        if base:
+            qlen_a = np.array(qlen, dtype=np.intp)
+            qi = np.arange(base, dtype=np.intp)
+            qi -= np.repeat(np.array(bases, dtype=np.intp), qlen_a)
+            pg = np.concatenate(pos)
+            first_j = np.repeat(qlen_a, qlen_a)  # where j's frontier starts: starts[j]
+            ok = pg >= first_j
+            np.maximum(pg, first_j, out=pg)
+            gain = np.where(ok, all_dh[qi] + all_dh[pg], -np.inf)
+            cost = all_dc[qi] + all_dc[pg]
+            # per pair: the best gain, then the lowest cost, then the first
+            bounds = np.array(seg_b, dtype=np.intp)
+            lens = np.diff(np.append(bounds, base))
             g_best = np.maximum.reduceat(gain, bounds)
             at_best = gain == np.repeat(g_best, lens)
             c_best = np.minimum.reduceat(np.where(at_best, cost, np.inf), bounds)
             hit = np.flatnonzero(at_best & (cost == np.repeat(c_best, lens)))
             firsts = hit[np.searchsorted(hit, bounds)]
-            for i, f in zip(segs, firsts):
-                g, c = float(gain[f]), float(cost[f])
-                if g > 0 or (g == 0 and c < 0):
-                    out.append((g, -c, ((i, int(q_k[f])), (j, int(kj[pc[f]])))))
+            g_f, c_f = gain[firsts], cost[firsts]
+            for t in np.flatnonzero((g_f > 0) | ((g_f == 0) & (c_f < 0))):
+                f = firsts[t]
+                i, j = seg_ij[t]
+                out.append((float(g_f[t]), -float(c_f[t]),
+                            ((i, int(all_k[qi[f]])), (j, int(all_k[pg[f]])))))
         out.sort(key=lambda x: (x[0], x[1]), reverse=True)
         return out
 
