@@ -321,7 +321,16 @@ class _Problem:
         if len(parts) == 1:
             return parts[0]
         if sum(b.size for b in parts) * 16 < self.n_samples:
-            return np.unique(np.concatenate(parts))
+            # sorted, each once (a sort and a comparison of neighbours: cheaper on
+            # these few than np.unique)
+            out = np.concatenate(parts)
+            out.sort()
+            if out.size > 1:
+                keep = np.empty(out.size, dtype=bool)
+                keep[0] = True
+                np.not_equal(out[1:], out[:-1], out=keep[1:])
+                out = out[keep]
+            return out
         # large bands: marking is O(M), sorting them would cost more
         mark = np.zeros(self.n_samples, dtype=bool)
         for b in parts:
