@@ -308,3 +308,22 @@ def test_trade_from_a_state_on_an_earlier_path_ends_where_that_path_ended(seed):
     other = HardProblem(scores, correct, costs, hp.budget)
     fresh, _ = other.trade(other.state(start.index))
     assert fresh.key() == out.key() and np.array_equal(fresh.index, out.index)
+
+
+@pytest.mark.parametrize("n_exits", [4, 10])
+def test_second_exits_of_every_sample_against_a_plain_loop(n_exits):
+    # the first exit past a sample's own where it would leave (the last: none before)
+    scores, correct, costs = random_problem(n_exits, 200, 600 + n_exits, ties=True)
+    hp = HardProblem(scores, correct, costs, costs.mean())
+    rng = np.random.default_rng(n_exits)
+    idx = rng.integers(0, [hp.n_candidates(n) for n in range(n_exits - 1)])
+    ex = hp.exits(idx).astype(np.intp)
+    want = np.full(hp.n_samples, n_exits - 1)
+    for m in range(hp.n_samples):
+        for j in range(ex[m] + 1, n_exits - 1):
+            if hp._ranks[j, m] > idx[j]:
+                want[m] = j
+                break
+    assert np.array_equal(hp._second_exits(None, ex, idx), want)
+    sub = np.arange(0, hp.n_samples, 3)
+    assert np.array_equal(hp._second_exits(sub, ex[sub], idx), want[sub])

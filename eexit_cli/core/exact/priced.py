@@ -41,6 +41,16 @@ class _PricedSearch:
         """For samples ``sub`` leaving at ``ex``: the first exit past ``ex`` where each
         would leave (``N - 1``: none before the last).  ``sub=None``: every sample."""
         ne = self.n_exits - 1
+        if sub is None and ne >= 8:
+            # every sample, many exits: one comparison of every exit's ranks, the
+            # exit itself masked out (the last exit: every sample leaves there)
+            m = self.n_samples
+            thr = np.zeros(ne + 1, dtype=self._ranks_pad.dtype)
+            thr[:ne] = index
+            lv = self._ranks_pad > thr[:, None]
+            lv.reshape(-1)[ex * m + np.arange(m)] = False
+            lv[ne] = True
+            return lv.argmax(axis=0)
         if sub is None:
             # every sample: those ranked above each threshold, read from the order by rank
             e2 = np.full(self.n_samples, ne, dtype=np.intp)
