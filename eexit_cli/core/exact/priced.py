@@ -88,18 +88,22 @@ class _PricedSearch:
         now_c, e2_c = ic[eo], ic[e2o]
         off = np.zeros(ne + 1, dtype=np.intp)
         off[1:] = np.cumsum([self.n_candidates(n) for n in range(ne)])
-        hh, hc = np.zeros(off[-1]), np.zeros(off[-1])
+        # every entry is written below (the ranks at n lie below its candidate count)
+        hh, hc = np.empty(off[-1]), np.empty(off[-1])
+        # what passing n is worth to the samples reaching it: their exit's hit and cost,
+        # or their second exit's for those leaving at n; those are read at n alone, so
+        # one array serves every exit, overwritten exit by exit
+        pass_h, pass_c = now_h, now_c
         for n in range(ne):
             s, t = int(start[n]), int(start[n + 1])
+            pass_h[s:t] = e2_h[s:t]
+            pass_c[s:t] = e2_c[s:t]
             sub = order[s:]
             size = self.n_candidates(n)
             rk = self._ranks[n, sub]
             wh = self.correct[n, sub].astype(np.float64)
-            wh[: t - s] -= e2_h[s:t]
-            wh[t - s:] -= now_h[t:]
-            wc = np.empty(sub.size)
-            np.subtract(ic[n], e2_c[s:t], out=wc[: t - s])
-            np.subtract(ic[n], now_c[t:], out=wc[t - s:])
+            wh -= pass_h[s:]
+            wc = np.subtract(ic[n], pass_c[s:])
             hh[off[n]:off[n + 1]] = np.bincount(rk, weights=wh, minlength=size)
             hc[off[n]:off[n + 1]] = np.bincount(rk, weights=wc, minlength=size)
         return {"index": idx.copy(), "ex": exi, "e2": e2, "hh": hh, "hc": hc, "off": off,
