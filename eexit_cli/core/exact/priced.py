@@ -146,7 +146,7 @@ class _PricedSearch:
             wc = ic[n_i] - ic[p]
             wc *= sign
             size = hist["hh"].size
-            if flat.size * 8 < size:  # few: no pass over every candidate
+            if flat.size <= 2 * size:  # np.add.at costs less than a pass over every candidate
                 np.add.at(hist["hh"], flat, wh)
                 np.add.at(hist["hc"], flat, wc)
             else:
