@@ -601,6 +601,7 @@ def _polish_starts(hard: HardProblem, starts: dict):
         rounds_total += rounds
     return best_name, best, rounds_total
 
+
 def _round_bits(x, bits: int = 40):
     m, e = np.frexp(np.asarray(x, dtype=np.float64))
     return np.ldexp(np.round(m * 2.0 ** bits) / 2.0 ** bits, e)
