@@ -88,6 +88,20 @@ def test_output_to_a_fifo_is_written_in_place(files):
     assert json.loads((tmp / "got.json").read_text())["format"] == "eexit.thresholds/v1"
 
 
+def _wait_for_reader(proc, timeout=60.0):
+    """Until ``proc`` has forked the child that reads the split (a loaded machine can
+    take seconds to get there), then a moment for the child to block."""
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    end = time.monotonic() + timeout
+    while children.exists() and time.monotonic() < end and proc.poll() is None:
+        if children.read_text().split():
+            break
+        time.sleep(0.05)
+    else:
+        time.sleep(3)  # no list of children in /proc: a fixed wait
+    time.sleep(0.5)
+
+
 def test_ctrl_c_while_reading_a_split_that_never_arrives(files):
     # opening a FIFO for reading blocks inside the HDF5 library until a writer comes
     tmp, _, _, lat = files
@@ -96,7 +110,7 @@ def test_ctrl_c_while_reading_a_split_that_never_arrives(files):
     out = tmp / "t.json"
     proc = subprocess.Popen([*EEXIT, "tune", str(fifo), "--latency", str(lat), "--budget", "60%", "-o", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(3)
+    _wait_for_reader(proc)
     assert proc.poll() is None  # still waiting for the data
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=20)
