@@ -40,7 +40,7 @@ import numpy as np
 from ..errors import InfeasibleBudgetError
 from .baselines import heuristic as _heuristic
 from .baselines import single as _single
-from .exact import HardProblem, HardState
+from .exact import HardProblem
 from .ippp import ippp as _ippp
 from .ippp import warm_start as _warm_start
 from .replay import check_problem, exit_indices, replay_checked
