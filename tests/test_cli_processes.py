@@ -88,6 +88,20 @@ def test_output_to_a_fifo_is_written_in_place(files):
     assert json.loads((tmp / "got.json").read_text())["format"] == "eexit.thresholds/v1"
 
 
+def _wait_for_reader(proc, timeout=60.0):
+    """Until ``proc`` has forked the child that reads the split (a loaded machine can
+    take seconds to get there), then a moment for the child to block."""
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    end = time.monotonic() + timeout
+    while children.exists() and time.monotonic() < end and proc.poll() is None:
+        if children.read_text().split():
+            break
+        time.sleep(0.05)
+    else:
+        time.sleep(3)  # no list of children in /proc: a fixed wait
+    time.sleep(0.5)
+
+
 def test_ctrl_c_while_reading_a_split_that_never_arrives(files):
     # opening a FIFO for reading blocks inside the HDF5 library until a writer comes
     tmp, _, _, lat = files
@@ -96,7 +110,7 @@ def test_ctrl_c_while_reading_a_split_that_never_arrives(files):
     out = tmp / "t.json"
     proc = subprocess.Popen([*EEXIT, "tune", str(fifo), "--latency", str(lat), "--budget", "60%", "-o", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(3)
+    _wait_for_reader(proc)
     assert proc.poll() is None  # still waiting for the data
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=20)
@@ -113,17 +127,24 @@ ENTRY = ("import sys; from eexit_cli.__main__ import main; sys.argv[0] = 'eexit'
          "sys.stderr.write('started\\n'); sys.stderr.flush(); sys.exit(main())")
 
 
-@pytest.mark.parametrize("delay", [0.0, 0.05, 0.15, 0.3])
-def test_ctrl_c_while_starting_up_prints_no_traceback(files, delay):
-    tmp, split, _, lat = files
-    out = tmp / "t.json"
-    proc = subprocess.Popen([sys.executable, "-c", ENTRY, "tune", str(split), "--latency", str(lat),
-                             "--budget", "30%..90%:30", "-o", str(out)],
+def _interrupted(*args, delay, timeout):
+    """Runs ``eexit ARGS`` (through ENTRY), sends Ctrl-C ``delay`` s after Python has
+    started, and returns the finished process and its stderr."""
+    proc = subprocess.Popen([sys.executable, "-c", ENTRY, *map(str, args)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stderr.readline() == "started\n"
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=60)
+    _, stderr = proc.communicate(timeout=timeout)
+    return proc, stderr
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.05, 0.15, 0.3])
+def test_ctrl_c_while_starting_up_prints_no_traceback(files, delay):
+    tmp, split, _, lat = files
+    out = tmp / "t.json"
+    proc, stderr = _interrupted("tune", split, "--latency", lat, "--budget", "30%..90%:30", "-o", out,
+                                delay=delay, timeout=60)
     assert "Traceback" not in stderr, stderr
     assert proc.returncode in (130, 0), (proc.returncode, stderr)  # 0: it had finished
     if proc.returncode == 130:
@@ -140,13 +161,8 @@ def test_ctrl_c_around_the_reader_fork_leaves_no_child_behind(files, delay):
     fifo = tmp / f"never-{delay}.h5"
     os.mkfifo(fifo)
     out = tmp / "t.json"
-    proc = subprocess.Popen([sys.executable, "-c", ENTRY, "tune", str(fifo), "--latency", str(lat),
-                             "--budget", "60%", "-o", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stderr.readline() == "started\n"
-    time.sleep(delay)
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=30)
+    proc, stderr = _interrupted("tune", fifo, "--latency", lat, "--budget", "60%", "-o", out,
+                                delay=delay, timeout=30)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr, stderr
     assert not out.exists()

@@ -4,7 +4,8 @@
 structure of the problem rather than a second solver: the best accuracy
 reachable within a mean-latency budget, ``F(Γ)``, grows with ``Γ``, so the
 smallest budget whose tuned thresholds reach the target is found by a coarse
-sweep (each budget from the default starts) and a bisection between the last budget that missed and the first that reached it.
+sweep (each budget from the default starts) and a bisection between the last
+budget that missed and the first that reached it.
 Every tuned result that reaches the target is kept, the cheapest wins, and an
 exact polish on the hard rule (:meth:`HardProblem.polish` with the latency
 objective and ``min_hits``) then lowers its mean latency further at fixed

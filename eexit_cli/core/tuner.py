@@ -40,7 +40,7 @@ import numpy as np
 from ..errors import InfeasibleBudgetError
 from .baselines import heuristic as _heuristic
 from .baselines import single as _single
-from .exact import HardProblem, HardState
+from .exact import HardProblem
 from .ippp import ippp as _ippp
 from .ippp import warm_start as _warm_start
 from .replay import check_problem, exit_indices, replay_checked
@@ -600,6 +600,7 @@ def _polish_starts(hard: HardProblem, starts: dict):
         best, rounds = hard.polish(best, levels=_POLISH_LEVELS[:1], exhaustive=_EXHAUSTIVE)
         rounds_total += rounds
     return best_name, best, rounds_total
+
 
 def _round_bits(x, bits: int = 40):
     m, e = np.frexp(np.asarray(x, dtype=np.float64))
