@@ -272,19 +272,24 @@ class _PricedSearch:
         # gain makes up for its loss and some other exit's cheapest move pays for it
         # (the current candidate of every exit gains 0 at cost 0)
         # (with costs that grow with k the cheapest move is the first)
-        top = np.array([0.0 if tb is None else float(tb[0].max()) for tb in tabs])
+        top = [0.0 if tb is None else float(tb[0].max()) for tb in tabs]
         if self._row0_grows:
-            low = np.array([0.0 if tb is None else float(tb[1][0]) for tb in tabs])
+            low = [0.0 if tb is None else float(tb[1][0]) for tb in tabs]
         else:
-            low = np.array([0.0 if tb is None else float(tb[1].min()) for tb in tabs])
+            low = [0.0 if tb is None else float(tb[1].min()) for tb in tabs]
+        # the best of the other exits: the best of all, or the second for the best itself
+        by_top = sorted(range(ne), key=top.__getitem__, reverse=True)
+        by_low = sorted(range(ne), key=low.__getitem__)
         fr = []
         for n, tb in enumerate(tabs):
             if tb is None:
                 fr.append((np.zeros(1), np.zeros(1), np.array([int(st.index[n])])))
                 continue
-            others = np.arange(ne) != n
-            floor = -top[others].max() if ne > 1 else 0.0
-            ceiling = slack - (low[others].min() if ne > 1 else 0.0)
+            if ne > 1:
+                floor = -top[by_top[1] if by_top[0] == n else by_top[0]]
+                ceiling = slack - low[by_low[1] if by_low[0] == n else by_low[0]]
+            else:
+                floor, ceiling = 0.0, slack - 0.0
             fr.append(self._frontier(tb[0], tb[1], floor, ceiling, self._row0_grows,
                                      None if steps is None else steps[n]))
         out = []
