@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from eexit_cli.core.latency import parse_budget, parse_fraction, parse_level
+from eexit_cli.core.latency import parse_budget, parse_fraction, parse_level, parse_share
 from eexit_cli.core.replay import replay_checked
 from eexit_cli.core.report import exact_mean
 from eexit_cli.errors import InfeasibleBudgetError, InputError
@@ -431,13 +431,9 @@ def tune(split, latency, budget=None, *, confidence: str | None = None, method: 
     tails = [t if isinstance(t, TailBudget) else parse_tail(t, profile.per_exit, profile.unit)
              for t in items]
     if min_accuracy is not None:
-        min_accuracy = parse_fraction(min_accuracy, "min_accuracy")
-        if min_accuracy > 1:
-            raise ValueError(f"min_accuracy must be at most 1 (100%), got {min_accuracy!r}")
+        min_accuracy = parse_share(min_accuracy, "min_accuracy")
     if max_drop is not None:
-        max_drop = parse_fraction(max_drop, "max_drop")
-        if max_drop > 1:
-            raise ValueError(f"max_drop must be at most 1 (100 points), got {max_drop!r}")
+        max_drop = parse_share(max_drop, "max_drop", "100 points")
     unknown = sorted(set(params) - {"k", "T", "J", "gamma", "mu", "eta", "beta"})
     if unknown:
         raise TypeError(f"tune() got unexpected keyword argument(s) {', '.join(unknown)}")

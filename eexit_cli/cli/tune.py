@@ -20,7 +20,7 @@ from eexit_cli.cli.common import (
     write_json_output,
 )
 from eexit_cli.core.latency import (MAX_BUDGETS, increasing_warning, parse_budgets, parse_fraction, parse_level,
-                                    slack_budget_warning)
+                                    parse_share, slack_budget_warning)
 from eexit_cli.core.tail import parse_tail
 from eexit_cli.io.isolated import read_exits_isolated as read_exits
 from eexit_cli.io.jsonfiles import latency_from_costs, read_latency
@@ -216,13 +216,9 @@ def tune(split, latency_path, costs_text, unit, budget_texts, tail_texts, min_ac
     min_accuracy = max_drop = None
     try:
         if min_accuracy_text is not None:
-            min_accuracy = parse_fraction(min_accuracy_text, "--min-accuracy")
-            if min_accuracy > 1:
-                raise ValueError(f"--min-accuracy must be at most 1 (100%), got {min_accuracy_text!r}")
+            min_accuracy = parse_share(min_accuracy_text, "--min-accuracy")
         if max_drop_text is not None:
-            max_drop = parse_fraction(max_drop_text, "--max-drop")
-            if max_drop > 1:
-                raise ValueError(f"--max-drop must be at most 1 (100 points), got {max_drop_text!r}")
+            max_drop = parse_share(max_drop_text, "--max-drop", "100 points")
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--min-accuracy" if min_accuracy_text else "--max-drop") from None
     if (latency_path is None) == (costs_text is None):

@@ -216,6 +216,15 @@ def parse_budgets(texts, costs, unit: str | None = None, name: str = "--budget")
     return sorted(set(budgets))
 
 
+def parse_share(text: str | float, name: str, whole: str = "100%") -> float:
+    """:func:`parse_fraction` of a share that cannot exceed the whole (an accuracy, a
+    drop of accuracy): above 1 (``whole``, e.g. ``"100%"``) is refused too."""
+    share = parse_fraction(text, name)
+    if share > 1:
+        raise ValueError(f"{name} must be at most 1 ({whole}), got {text!r}")
+    return share
+
+
 def parse_fraction(text: str | float, name: str = "tolerance", *, allow_above_one: bool = False) -> float:
     """Parse a non-negative fraction by the one rule of every option: ``5%`` == ``0.05``.
 
