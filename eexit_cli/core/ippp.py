@@ -34,6 +34,7 @@ class WarmStart:
     constraint : float
         ``c`` at the returned point.
     evaluations : int
+        Evaluations of ``c`` (at distinct steps).
     """
 
     thresholds: np.ndarray
@@ -62,11 +63,15 @@ def warm_start(problem: SmoothProblem, lower: float, upper: float, direction=Non
         raise ValueError("direction must be a positive vector with one entry per early exit")
     t0 = np.full(ne, float(lower))
     s_max = float(np.min((upper - lower) / d))
-    evals = [0]
+    seen: dict[float, float] = {}
 
     def c(s):
-        evals[0] += 1
-        return problem.constraint(np.minimum(t0 + s * d, upper))
+        # Brent's method starts by evaluating both ends again, and returns a point it has
+        # evaluated: each step is computed once
+        s = float(s)
+        if s not in seen:
+            seen[s] = problem.constraint(np.minimum(t0 + s * d, upper))
+        return seen[s]
 
     c_lo, c_hi = c(0.0), c(s_max)
     if c_lo >= 0.0 and c_hi >= 0.0:
@@ -80,7 +85,7 @@ def warm_start(problem: SmoothProblem, lower: float, upper: float, direction=Non
 
         s = brentq(c, 0.0, s_max, xtol=xtol, rtol=4 * np.finfo(float).eps)
         status, cs = "root", c(s)
-    return WarmStart(np.minimum(t0 + s * d, upper), float(s), status, float(cs), evals[0])
+    return WarmStart(np.minimum(t0 + s * d, upper), float(s), status, float(cs), len(seen))
 
 
 @dataclass(frozen=True)

@@ -230,15 +230,17 @@ class SmoothProblem:
         p, w, v, diff, dp = self._p, self._w, self._v, self._diff, self._dp
         rows = w.shape[1]
         inv_m = 1.0 / self.n_samples
-        grads = np.zeros((rows, ne))
+        # the sums of the gradients in the working dtype, converted once at the end
+        sums = np.zeros((ne, rows), dtype=self.dtype)
         v[...] = w[ne]
         for n in range(ne - 1, -1, -1):
             # V_n = w_n + p_n (V_{n+1} - w_n)
             np.subtract(v, w[n], out=diff)
             if need_grad:
-                grads[:, n] = (diff @ dp[n]).astype(np.float64) * inv_m
+                sums[n] = diff @ dp[n]
             np.multiply(diff, p[n], out=diff)
             np.add(diff, w[n], out=v)
+        grads = sums.T.astype(np.float64, order="C") * inv_m
         vals = np.sum(v, axis=1, dtype=np.float64) * inv_m
         if not need_acc:
             vals[0] = np.nan
