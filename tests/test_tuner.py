@@ -15,7 +15,8 @@ from eexit_cli.core.exact import HardProblem
 from eexit_cli.core.ippp import ippp, warm_start
 from eexit_cli.core.replay import replay
 from eexit_cli.core.smooth import SmoothProblem
-from eexit_cli.core.tuner import METHODS, TuneResult, tune
+from eexit_cli.core.tuner import (METHODS, SMOOTH_SAMPLES_MAX, SMOOTH_SAMPLES_MIN, SMOOTH_TAIL_SAMPLES,
+                                  TuneResult, smooth_sample_count, tune)
 from eexit_cli.errors import InfeasibleBudgetError
 
 from conftest import best_of_grid, random_problem
@@ -44,6 +45,20 @@ def test_warm_start_root_meets_constraint(n_exits):
     assert ws.status == "root"
     assert_allclose(ws.thresholds, np.full(n_exits - 1, ws.step))
     assert_allclose(sp.constraint(ws.thresholds), 0.0, atol=1e-9 * costs[-1])
+
+
+def test_warm_start_evaluates_each_step_once():
+    scores, correct, costs = random_problem(6, 400, 3)
+    sp = SmoothProblem(scores, correct, costs, costs[0] + 0.5 * (costs[-1] - costs[0]), k=100.0)
+    seen = []
+    constraint = sp.constraint
+    sp.constraint = lambda t: seen.append(tuple(t)) or constraint(t)
+    ws = warm_start(sp, 0.0, 1.0, xtol=1e-6)
+    assert ws.status == "root"
+    # no point evaluated twice (Brent's method asks for both ends again, and for the root)
+    assert len(seen) == len(set(seen)) == ws.evaluations
+    assert seen[0] == (0.0,) * 5 and seen[1] == (1.0,) * 5
+    assert_allclose(ws.constraint, sp.constraint(ws.thresholds), rtol=0, atol=0)
 
 
 def test_warm_start_without_sign_change():
@@ -285,3 +300,74 @@ def test_frontier_on_two_processes_matches_its_runs_done_in_order():
         tune_frontier(scores, correct, costs, budgets[::-1])
     with pytest.raises(ValueError, match="jobs"):
         tune_frontier(scores, correct, costs, budgets, jobs=0)
+
+
+# ----------------------------------------------------- subset of the smoothed problem
+def test_smooth_sample_count_rule():
+    assert SMOOTH_SAMPLES_MIN == 4096 and SMOOTH_TAIL_SAMPLES == 200 and SMOOTH_SAMPLES_MAX == 65_536
+    assert smooth_sample_count(1000) == 1000
+    assert smooth_sample_count(4097) == 4096
+    assert smooth_sample_count(10**6) == 4096
+    # a tail budget asks for SMOOTH_TAIL_SAMPLES expected samples above its limit
+    assert smooth_sample_count(10**6, [0.05]) == 4096  # 200 / 0.05 = 4000
+    assert smooth_sample_count(10**6, [0.04]) == 5000
+    assert smooth_sample_count(10**6, [0.01]) == 20_000
+    assert smooth_sample_count(10**6, [0.05, 0.01, 0.2]) == 20_000  # the smallest share decides
+    assert smooth_sample_count(15_000, [0.01]) == 15_000  # never more than the split
+    assert smooth_sample_count(10**6, [0.001]) == SMOOTH_SAMPLES_MAX
+    assert smooth_sample_count(10**6, [0.0]) == 4096  # nothing allowed above: any subset resolves it
+    for m in (5000, 50_000, 10**6):
+        for q in (0.003, 0.01, 0.02, 0.1):
+            n = smooth_sample_count(m, [q])
+            assert n == m or n == SMOOTH_SAMPLES_MAX or n * q >= SMOOTH_TAIL_SAMPLES - 1e-9
+            assert n <= m and n >= min(m, SMOOTH_SAMPLES_MIN)
+
+
+def _subset_smooth_values(scores, correct, costs, budget, res, tails=()):
+    """Smoothed accuracy and latency of ``res.thresholds`` on the subset of the size
+    ``res.params`` reports, drawn as tune() draws it (seed 0, sorted)."""
+    m = scores.shape[1]
+    n = res.params["smooth_samples"]
+    pick = np.sort(np.random.default_rng(0).choice(m, n, replace=False)) if n < m else np.arange(m)
+    lo, hi = res.params["score_range"]
+    d = costs / costs.max()
+    rows = np.array([tb.row(costs) for tb in tails], dtype=np.float64).reshape(len(tails), costs.size)
+    sp = SmoothProblem((scores[:, pick] - lo) / (hi - lo), correct[:, pick], d,
+                       None if budget is None else budget / costs.max(), res.params["k"],
+                       dtype=np.float32, extra_rows=rows,
+                       extra_limits=[tb.allowed(m) / m for tb in tails])
+    return sp.values(np.clip((res.thresholds - lo) / (hi - lo), 0, 1))
+
+
+def test_tune_solves_the_smoothed_problem_on_the_rule_s_subset():
+    from eexit_cli.core.tail import TailBudget
+
+    scores, correct, costs = random_problem(4, 30_000, 8)
+    budget = costs[0] + 0.4 * (costs[-1] - costs[0])
+    plain = tune(scores, correct, costs, budget)
+    assert plain.params["smooth_samples"] == SMOOTH_SAMPLES_MIN
+    acc, lat = _subset_smooth_values(scores, correct, costs, budget, plain)
+    assert_allclose([plain.smooth_accuracy, plain.smooth_latency], [acc, lat * costs.max()], rtol=1e-12)
+    # a p99 tail budget lets 300 of 30,000 samples above its limit: the subset holds
+    # 200 / 0.01 = 20,000 samples, about 200 of them above the limit
+    tb = TailBudget(0.99, float(costs[2]))
+    tailed = tune(scores, correct, costs, budget, tail=tb)
+    assert tailed.params["smooth_samples"] == 20_000
+    acc, lat = _subset_smooth_values(scores, correct, costs, budget, tailed, [tb])
+    assert_allclose([tailed.smooth_accuracy, tailed.smooth_latency], [acc, lat * costs.max()], rtol=1e-12)
+    assert tailed.tail[0]["over"] <= tailed.tail[0]["allowed"] == 300
+    # the subset is fixed: the same call gives the same thresholds
+    again = tune(scores, correct, costs, budget, tail=tb)
+    assert np.array_equal(again.thresholds, tailed.thresholds)
+    # a size given explicitly overrides the rule
+    fixed = tune(scores, correct, costs, budget, smooth_samples=1000)
+    assert fixed.params["smooth_samples"] == 1000
+    acc, lat = _subset_smooth_values(scores, correct, costs, budget, fixed)
+    assert_allclose([fixed.smooth_accuracy, fixed.smooth_latency], [acc, lat * costs.max()], rtol=1e-12)
+
+
+@pytest.mark.parametrize("bad", [0, -5, 2.5, "many"])
+def test_smooth_samples_must_be_a_positive_integer(bad):
+    scores, correct, costs = random_problem(3, 200, 1)
+    with pytest.raises(ValueError, match="smooth_samples"):
+        tune(scores, correct, costs, costs.mean(), smooth_samples=bad)
