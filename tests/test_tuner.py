@@ -371,3 +371,22 @@ def test_smooth_samples_must_be_a_positive_integer(bad):
     scores, correct, costs = random_problem(3, 200, 1)
     with pytest.raises(ValueError, match="smooth_samples"):
         tune(scores, correct, costs, costs.mean(), smooth_samples=bad)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_early_stop_exits_match_exit_indices(seed):
+    from eexit_cli.core.replay import exit_indices
+    from eexit_cli.core.tuner import _exits_of
+
+    rng = np.random.default_rng(seed)
+    n_exits = int(rng.integers(2, 20))
+    scores = np.round(rng.random((n_exits, 3000)), 2)  # ties with the thresholds too
+    exits = _exits_of(scores)
+    for t in (rng.random(n_exits - 1), np.round(rng.random(n_exits - 1), 2), np.zeros(n_exits - 1),
+              np.ones(n_exits - 1), scores[:-1, 7].copy()):
+        got = exits(t)
+        assert np.array_equal(got, exit_indices(scores, t))
+        # a plain loop over samples: the first exit strictly above its threshold, else the last
+        m = int(rng.integers(3000))
+        first = next((n for n in range(n_exits - 1) if scores[n, m] > t[n]), n_exits - 1)
+        assert got[m] == first
