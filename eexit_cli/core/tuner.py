@@ -357,16 +357,19 @@ def tune(scores, correct, costs, budget=None, *, tail=None, method: str = "ippp"
     ``smooth_samples``: one gradient costs O(N M), and the exact repair and
     polish on every sample decide the final thresholds, so the smoothed
     problem only has to land near a good optimum.  On synthetic 3- to 32-exit
-    problems of 1e4 to 2e5 samples and the three reference models (513 budgets),
-    a subset of 4,096 samples against one of 65,536 (all samples up to that)
-    changed the final hits by +0.002 points of accuracy on average (standard
-    deviation 0.02, worst budget -0.07), 2,048 by +0.003 (deviation 0.04, worst
-    -0.16), at 0.78 and 0.73 of the time per budget: the starts land in other
-    local optima, both ways.  A tail budget's smoothed row counts the few
-    samples above its limit: with p95 and p99 budgets a subset holding about 40
-    (p99 at 4,096) or 100 (p95 at 2,048) expected samples above the limit lost
-    0.01 to 0.04 points on average, 80 to 200 did not, hence 200 / (1 - p)
-    samples (benchmarks/RESULTS.md).
+    problems of 1e4 to 2e5 samples and the three reference models (640
+    budgets), a subset of 4,096 samples against one of 65,536 (all samples up
+    to that) changed the final hits by +0.003 points of accuracy on average
+    (standard deviation 0.03, worst budget -0.08) at 0.76 of the time per
+    budget; 2,048 samples by +0.003 (deviation 0.035, worst -0.16) at 0.71:
+    the polish starts land in other local optima, both ways.  A tail budget's
+    smoothed row counts the few samples above its limit: with p95 and p99
+    budgets, subsets holding about 100 (p95 at 2,048) or 40 (p99 at 4,096)
+    expected samples above the limit lost 0.024 and 0.011 points on average,
+    80 lost 0.003 and 200 0.0007, hence 200 / (1 - p) samples; with the rule, p90 to
+    p99.5 budgets on 5e4 samples changed the hits by +0.003 points on average
+    (worst -0.04), a fixed 4,096 by -0.012 and -0.017 at p98 and p99
+    (benchmarks/RESULTS.md).
     """
     t_start = time.perf_counter()
     scores, correct, costs = check_problem(scores, correct, costs)
