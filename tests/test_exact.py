@@ -327,3 +327,51 @@ def test_second_exits_of_every_sample_against_a_plain_loop(n_exits):
     assert np.array_equal(hp._second_exits(None, ex, idx), want)
     sub = np.arange(0, hp.n_samples, 3)
     assert np.array_equal(hp._second_exits(sub, ex[sub], idx), want[sub])
+
+
+@pytest.mark.parametrize("rows", [1, 2, 5, 127, 128, 300])
+def test_first_true_row_is_argmax_over_rows(rows):
+    from eexit_cli.core.exact.problem import _first_true
+    rng = np.random.default_rng(rows)
+    lv = rng.random((rows, 257)) < 0.05
+    lv[-1] = True
+    got = _first_true(lv)
+    assert np.array_equal(got, lv.argmax(axis=0))
+    assert got.dtype == (np.int8 if rows <= 127 else np.int16)
+    # a non-contiguous array (a gather of columns) gives the same
+    sub = rng.integers(0, 257, 40)
+    assert np.array_equal(_first_true(lv[:, sub]), lv[:, sub].argmax(axis=0))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_single_threshold_moves_agree_with_full_evaluation(seed):
+    # one threshold up or down, small bands and bands over a quarter of the samples
+    scores, correct, costs = random_problem(5, 300, 700 + seed, ties=seed % 2 == 1)
+    hp = HardProblem(scores, correct, costs, costs.mean())
+    rng = np.random.default_rng(seed)
+    sizes = np.array([hp.n_candidates(n) for n in range(4)])
+    st = hp.state(rng.integers(0, sizes))
+    for t in range(60):
+        idx = st.index.copy()
+        n = int(rng.integers(0, 4))
+        step = int(rng.integers(1, 4)) if t % 3 else int(rng.integers(1, sizes[n]))
+        idx[n] = np.clip(idx[n] + (step if rng.random() < 0.5 else -step), 0, sizes[n] - 1)
+        st = hp.move(st, idx)
+        full = HardProblem(scores, correct, costs, costs.mean()).state(idx)
+        assert st.hits == full.hits
+        np.testing.assert_array_equal(st.counts, full.counts)
+        np.testing.assert_array_equal(hp._load(st), hp.exits(idx))
+        rep = replay(scores, correct, hp.thresholds_of(idx), costs)
+        np.testing.assert_array_equal(rep.exit_index, hp.exits(idx))
+
+
+def test_exits_of_many_samples_in_blocks_against_replay():
+    rng = np.random.default_rng(5)
+    m = 70_000  # more than one block of samples
+    scores = np.round(rng.random((4, m)), 3)
+    correct = rng.random((4, m)) < 0.7
+    costs = np.array([1.0, 2.0, 3.0, 4.0])
+    hp = HardProblem(scores, correct, costs, 2.5)
+    idx = np.array([rng.integers(0, hp.n_candidates(n)) for n in range(3)])
+    rep = replay(scores, correct, hp.thresholds_of(idx), costs)
+    np.testing.assert_array_equal(hp.exits(idx), rep.exit_index)

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from .problem import HardState
+from .problem import HardState, _first_true
 
 
 class _PricedSearch:
@@ -41,29 +41,18 @@ class _PricedSearch:
         """For samples ``sub`` leaving at ``ex``: the first exit past ``ex`` where each
         would leave (``N - 1``: none before the last).  ``sub=None``: every sample."""
         ne = self.n_exits - 1
-        if sub is None and ne >= 8:
-            # every sample, many exits: one comparison of every exit's ranks, the
-            # exit itself masked out (the last exit: every sample leaves there)
-            m = self.n_samples
-            thr = np.zeros(ne + 1, dtype=self._ranks_pad.dtype)
-            thr[:ne] = index
-            lv = self._ranks_pad > thr[:, None]
-            lv.reshape(-1)[ex * m + np.arange(m)] = False
-            lv[ne] = True
-            return lv.argmax(axis=0)
+        # one comparison of every exit's ranks (the last exit: every sample leaves
+        # there), each sample's own exit masked out: before it no sample leaves
+        thr = np.zeros(ne + 1, dtype=self._ranks_pad.dtype)
+        thr[:ne] = index
         if sub is None:
-            # every sample: those ranked above each threshold, read from the order by rank
-            e2 = np.full(self.n_samples, ne, dtype=np.intp)
-            for j in range(ne - 1, 0, -1):
-                above = self._above(j, index[j])
-                e2[above[ex[above] < j]] = j
-            return e2
-        e2 = np.full(sub.size, ne, dtype=np.intp)
-        for j in range(ne - 1, 0, -1):
-            lv = self._ranks[j, sub] > index[j]
-            lv &= ex < j
-            e2[lv] = j
-        return e2
+            lv = self._ranks_pad > thr[:, None]
+            lv.reshape(-1)[ex * lv.shape[1] + np.arange(lv.shape[1])] = False
+        else:
+            lv = self._ranks_pad[:, sub] > thr[:, None]
+            lv[ex, np.arange(sub.size)] = False
+        lv[ne] = True
+        return _first_true(lv).astype(np.intp)
 
     def _move_hist(self, st: HardState) -> dict:
         """Per exit ``n``, histograms by rank at ``n`` of the hits and row-0 fixed-point
