@@ -375,3 +375,58 @@ def test_exits_of_many_samples_in_blocks_against_replay():
     idx = np.array([rng.integers(0, hp.n_candidates(n)) for n in range(3)])
     rep = replay(scores, correct, hp.thresholds_of(idx), costs)
     np.testing.assert_array_equal(hp.exits(idx), rep.exit_index)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_joined_frontiers_give_the_predictions_of_each_exit_alone(seed):
+    # the frontiers of every exit found at once (one running maximum over all exits'
+    # lifted gains) give the predictions of one frontier per exit, in the same order;
+    # also from states where exits are reached by no sample
+    n_exits = 3 + seed % 4
+    scores, correct, costs = random_problem(n_exits, 150, 800 + seed, ties=seed % 2 == 0)
+    hp = HardProblem(scores, correct, costs, _budget_between(costs, 0.2 + 0.08 * seed))
+    rng = np.random.default_rng(seed)
+    sizes = [hp.n_candidates(n) for n in range(n_exits - 1)]
+    for t in range(6):
+        idx = rng.integers(0, sizes)
+        if t % 3 == 2:
+            idx[int(rng.integers(0, n_exits - 1))] = 0  # everyone leaves there
+        st = hp.state(idx)
+        if not hp.feasible(st):
+            st = hp.repair(hp.thresholds_of(idx))[0]
+        hist = hp._move_hist(st)
+        steps = hp._steps_of(hist)
+        sparse = hp._tables_of(hist, steps)
+        joined = hp._trades(st, sparse, steps)
+        assert joined == hp._trades(st, hp._tables_of(hist))
+        # the per-exit path on the very tables read at the steps
+        b = hp._ibound[0]
+        slack = b * (1.0 + 1e-12) - hp._totals(st)[1]
+        assert joined == _per_exit_trades(hp, st, sparse, steps, slack)
+
+
+def _per_exit_trades(hp, st, tabs, steps, slack):
+    """The predictions of the frontiers found exit by exit (the plain path of _trades)."""
+    ne = hp.n_exits - 1
+    top = [0.0 if tb is None else float(tb[0].max()) for tb in tabs]
+    low = [0.0 if tb is None else float(tb[1][0]) for tb in tabs]
+    by_top = sorted(range(ne), key=top.__getitem__, reverse=True)
+    by_low = sorted(range(ne), key=low.__getitem__)
+    fr = []
+    for n, tb in enumerate(tabs):
+        if tb is None:
+            fr.append((np.zeros(1), np.zeros(1), np.array([int(st.index[n])])))
+            continue
+        floor = -top[by_top[1] if by_top[0] == n else by_top[0]] if ne > 1 else 0.0
+        ceiling = slack - (low[by_low[1] if by_low[0] == n else by_low[0]] if ne > 1 else 0.0)
+        fr.append(hp._frontier(tb[0], tb[1], floor, ceiling, True, steps[n]))
+    out = []
+    for n, (dc, dh, k) in enumerate(fr):
+        p = int(np.searchsorted(dc, slack, side="right")) - 1
+        if p >= 0 and (dh[p] > 0 or (dh[p] == 0 and dc[p] < 0)):
+            out.append((float(dh[p]), -float(dc[p]), ((n, int(k[p])),)))
+    sizes = [f[0].size for f in fr]
+    starts = [0]
+    for z in sizes:
+        starts.append(starts[-1] + z)
+    return hp._pairs(out, slack, sizes, starts, *(np.concatenate([f[i] for f in fr]) for i in range(3)))

@@ -257,6 +257,8 @@ class _PricedSearch:
         tabs = self.move_tables(st) if tables is None else tables
         b = self._ibound[0]
         slack = (b * (1.0 + 1e-12) if math.isfinite(b) else np.inf) - self._totals(st)[1]
+        if steps is not None and self._row0_grows:
+            return self._trades_joined(st, tabs, steps, slack)
         # a move of n can be part of an improving pair only if some other exit's best
         # gain makes up for its loss and some other exit's cheapest move pays for it
         # (the current candidate of every exit gains 0 at cost 0)
@@ -294,6 +296,78 @@ class _PricedSearch:
         all_dc = np.concatenate([f[0] for f in fr])
         all_dh = np.concatenate([f[1] for f in fr])
         all_k = np.concatenate([f[2] for f in fr])
+        return self._pairs(out, slack, sizes, starts, all_dc, all_dh, all_k)
+
+    def _trades_joined(self, st: HardState, tabs: list, steps: list, slack: float) -> list:
+        """:meth:`_trades` with ``steps`` where row 0 grows with the exit index: every
+        exit's frontier (:meth:`_frontier`) found at once over the tables of all exits
+        end to end; the same predictions in the same order.
+
+        Along the joined tables, exit ``n``'s gains are lifted by ``n`` times more
+        than any two gains differ, so that one running maximum restarts at each
+        exit; a move is on its exit's frontier when it lies within the exit's cost
+        ceiling (a prefix: the costs grow with ``k``), gains at least the floor and
+        more than every cheaper move of its exit."""
+        ne = self.n_exits - 1
+        hs, cs, ks = [], [], []
+        for n, tb in enumerate(tabs):
+            if tb is None:  # the current candidate alone, at no gain and no cost
+                hs.append(np.zeros(1))
+                cs.append(np.zeros(1))
+                ks.append(np.array([int(st.index[n])], dtype=np.intp))
+            else:
+                hs.append(tb[0])
+                cs.append(tb[1])
+                ks.append(steps[n])
+        lens = np.array([h.size for h in hs], dtype=np.intp)
+        first = np.zeros(ne, dtype=np.intp)
+        np.cumsum(lens[:-1], out=first[1:])
+        dh, dc, kk = np.concatenate(hs), np.concatenate(cs), np.concatenate(ks)
+        # the best gain of each exit and its cheapest move (the first: costs grow with k)
+        top = np.maximum.reduceat(dh, first).tolist()
+        low = dc[first].tolist()
+        by_top = sorted(range(ne), key=top.__getitem__, reverse=True)
+        by_low = sorted(range(ne), key=low.__getitem__)
+        floor, ceiling = np.empty(ne), np.empty(ne)
+        for n, tb in enumerate(tabs):
+            if tb is None:
+                floor[n], ceiling[n] = -np.inf, np.inf
+            elif ne > 1:
+                floor[n] = -top[by_top[1] if by_top[0] == n else by_top[0]]
+                ceiling[n] = slack - low[by_low[1] if by_low[0] == n else by_low[0]]
+            else:
+                floor[n], ceiling[n] = 0.0, slack - 0.0
+        ex = np.repeat(np.arange(ne), lens)
+        keep = dc <= ceiling[ex]
+        keep &= dh >= floor[ex]
+        # the gains are integers of size at most n_samples: lifted by exit, one running
+        # maximum over all exits is each exit's own
+        lift = ex * (4.0 * self.n_samples + 4.0)
+        lift += dh
+        run = np.maximum.accumulate(lift)
+        keep[1:] &= lift[1:] > run[:-1]
+        sel = np.flatnonzero(keep)
+        all_dc, all_dh, all_k = dc[sel], dh[sel], kk[sel]
+        ex_sel = ex[sel]
+        sizes = np.bincount(ex_sel, minlength=ne)
+        starts = np.zeros(ne + 1, dtype=np.intp)
+        np.cumsum(sizes, out=starts[1:])
+        # single moves: the last move of each frontier within the slack
+        within = np.bincount(ex_sel[all_dc <= slack], minlength=ne)
+        out = []
+        for n, (a, w) in enumerate(zip(starts[:-1].tolist(), within.tolist())):
+            if w:
+                p = a + w - 1
+                g, c = float(all_dh[p]), float(all_dc[p])
+                if g > 0 or (g == 0 and c < 0):
+                    out.append((g, -c, ((n, int(all_k[p])),)))
+        return self._pairs(out, slack, sizes.tolist(), starts.tolist(), all_dc, all_dh, all_k)
+
+    def _pairs(self, out, slack, sizes, starts, all_dc, all_dh, all_k) -> list:
+        """The pair predictions of :meth:`_trades` from the frontiers of every exit
+        end to end (exit ``n`` at ``starts[n]:starts[n + 1]``), added to the single
+        moves ``out``, all sorted best first."""
+        ne = self.n_exits - 1
         # every pair (i < j) at once: for each frontier move of an exit before j (a
         # prefix of the joined frontiers), the last move of j within what is left
         rest = slack - all_dc
@@ -304,7 +378,7 @@ class _PricedSearch:
             if sizes[j] == 0 or tj == 0:
                 continue
             # where that move lies among the joined frontiers (starts[j] - 1: none fits)
-            p = fr[j][0].searchsorted(rest[:tj], side="right")
+            p = all_dc[tj:starts[j + 1]].searchsorted(rest[:tj], side="right")
             p += tj - 1
             pos.append(p)
             qlen.append(tj)  # the rows of j: the frontiers before it
@@ -333,11 +407,12 @@ class _PricedSearch:
             hit = np.flatnonzero(at_best & (cost == np.repeat(c_best, lens)))
             firsts = hit[np.searchsorted(hit, bounds)]
             g_f, c_f = gain[firsts], cost[firsts]
-            for t in np.flatnonzero((g_f > 0) | ((g_f == 0) & (c_f < 0))):
-                f = firsts[t]
+            good = np.flatnonzero((g_f > 0) | ((g_f == 0) & (c_f < 0)))
+            fg = firsts[good]
+            for t, g, c, ki, kj in zip(good.tolist(), g_f[good].tolist(), c_f[good].tolist(),
+                                       all_k[qi[fg]].tolist(), all_k[pg[fg]].tolist()):
                 i, j = seg_ij[t]
-                out.append((float(g_f[t]), -float(c_f[t]),
-                            ((i, int(all_k[qi[f]])), (j, int(all_k[pg[f]])))))
+                out.append((g, -c, ((i, ki), (j, kj))))
         out.sort(key=lambda x: (x[0], x[1]), reverse=True)
         return out
 
