@@ -45,12 +45,9 @@ class _PricedSearch:
         # there), each sample's own exit masked out: before it no sample leaves
         thr = np.zeros(ne + 1, dtype=self._ranks_pad.dtype)
         thr[:ne] = index
-        if sub is None:
-            lv = self._ranks_pad > thr[:, None]
-            lv.reshape(-1)[ex * lv.shape[1] + np.arange(lv.shape[1])] = False
-        else:
-            lv = self._ranks_pad[:, sub] > thr[:, None]
-            lv[ex, np.arange(sub.size)] = False
+        lv = (self._ranks_pad if sub is None else self._ranks_pad.take(sub, axis=1)) > thr[:, None]
+        s = lv.shape[1]
+        lv.reshape(-1)[ex * s + np.arange(s)] = False
         lv[ne] = True
         return _first_true(lv).astype(np.intp)
 
@@ -184,6 +181,45 @@ class _PricedSearch:
             np.subtract(c0, gc, out=gc)
             out.append((gh, gc))
         return out
+
+    def _step_tables(self, hist: dict) -> tuple[list, list]:
+        """``(steps, tables)``: :meth:`_steps_of` and ``_tables_of(hist, steps)``, the
+        very same arrays, with the steps and the hits of every exit found at once
+        (one running sum over the steps of all exits end to end, each exit's start
+        taken off: small integers, exact) and only the costs between two steps
+        summed exit by exit (up to the exit's last step)."""
+        hh, hc, off = hist["hh"], hist["hc"], hist["off"]
+        ne = off.size - 1
+        mark = hh != 0
+        mark[off[:-1]] = True  # candidate 0 of every exit
+        nz = np.flatnonzero(mark)
+        cuts = np.searchsorted(nz, off)
+        lens = np.diff(cuts)
+        first = cuts[:-1]
+        loc = nz - np.repeat(off[:-1], lens)  # the steps, exit by exit
+        v = hh[nz]
+        gh = np.cumsum(v)
+        gh -= np.repeat(gh[first] - v[first], lens)
+        j0 = np.searchsorted(nz, off[:-1] + hist["index"], side="right") - 1
+        dh = np.repeat(gh[j0], lens)
+        dh -= gh
+        # the costs of the ranks in (loc[i - 1], loc[i]] in one sum (0 at an exit's start)
+        cut = np.empty_like(loc)
+        cut[1:] = loc[:-1] + 1
+        cut[first] = 0
+        steps, tables = [], []
+        for n, (a, b, o, j, k0, top, r) in enumerate(zip(
+                first.tolist(), cuts[1:].tolist(), off.tolist(), j0.tolist(),
+                hist["index"].tolist(), loc[cuts[1:] - 1].tolist(), hist["reach"].tolist())):
+            steps.append(loc[a:b])
+            if r == 0:
+                tables.append(None)
+                continue
+            gc = np.cumsum(np.add.reduceat(hc[o:o + top + 1], cut[a:b]))
+            c0 = gc[j - a] + hc[o + int(loc[j]) + 1:o + k0 + 1].sum()
+            np.subtract(c0, gc, out=gc)
+            tables.append((dh[a:b], gc))
+        return steps, tables
 
     @staticmethod
     def _steps_of(hist: dict) -> list:
@@ -459,8 +495,11 @@ class _PricedSearch:
             moved = False
             used: set = set()
             misses = 0
-            steps = self._steps_of(hist) if self._row0_grows else None
-            for _, _, mv in self._trades(st, self._tables_of(hist, steps), steps):
+            if self._row0_grows:
+                steps, tables = self._step_tables(hist)
+            else:
+                steps, tables = None, self._tables_of(hist)
+            for _, _, mv in self._trades(st, tables, steps):
                 if any(n in used for n, _ in mv):
                     continue
                 if moved and misses >= patience:

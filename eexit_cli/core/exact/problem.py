@@ -365,7 +365,8 @@ class _Problem:
             # everyone leaves), no loop over exits
             thr = np.zeros(k + 1, dtype=np.intp)
             thr[:k] = index[n + 1:ne]
-            lv = self._ranks_pad[n + 1:, sub] > thr[:, None]
+            # (take: rows laid end to end, which the reduction over rows needs)
+            lv = self._ranks_pad[n + 1:].take(sub, axis=1) > thr[:, None]
             out = _first_true(lv).astype(self._exit_dtype, copy=False)
             out += n + 1
             return out
