@@ -430,3 +430,25 @@ def _per_exit_trades(hp, st, tabs, steps, slack):
     for z in sizes:
         starts.append(starts[-1] + z)
     return hp._pairs(out, slack, sizes, starts, *(np.concatenate([f[i] for f in fr]) for i in range(3)))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_step_tables_of_all_exits_at_once_equal_those_exit_by_exit(seed):
+    n_exits = 3 + seed
+    scores, correct, costs = random_problem(n_exits, 200, 900 + seed, ties=seed % 2 == 0)
+    hp = HardProblem(scores, correct, costs, _budget_between(costs, 0.4))
+    rng = np.random.default_rng(seed)
+    for t in range(5):
+        idx = rng.integers(0, [hp.n_candidates(n) for n in range(n_exits - 1)])
+        if t == 4:
+            idx[0] = 0  # no sample reaches the later exits
+        hist = hp._move_hist(hp.state(idx))
+        steps, tables = hp._step_tables(hist)
+        want_steps = hp._steps_of(hist)
+        want = hp._tables_of(hist, want_steps)
+        for a, b in zip(steps, want_steps):
+            assert a.dtype == b.dtype and np.array_equal(a, b)
+        for a, b in zip(tables, want):
+            assert (a is None) == (b is None)
+            if a is not None:
+                assert all(x.dtype == y.dtype and np.array_equal(x, y) for x, y in zip(a, b))
