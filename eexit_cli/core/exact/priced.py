@@ -80,18 +80,16 @@ class _PricedSearch:
         # or their second exit's for those leaving at n; those are read at n alone, so
         # one array serves every exit, overwritten exit by exit
         pass_h, pass_c = now_h, now_c
-        for n in range(ne):
-            s, t = int(start[n]), int(start[n + 1])
+        for n, (s, t, a, b) in enumerate(zip(start[:-1].tolist(), start[1:].tolist(),
+                                             off[:-1].tolist(), off[1:].tolist())):
             pass_h[s:t] = e2_h[s:t]
             pass_c[s:t] = e2_c[s:t]
             sub = order[s:]
-            size = self.n_candidates(n)
-            rk = self._ranks[n, sub]
-            wh = self.correct[n, sub].astype(np.float64)
-            wh -= pass_h[s:]
+            rk = self._ranks[n].take(sub)
+            wh = np.subtract(self.correct[n].take(sub), pass_h[s:])
             wc = np.subtract(ic[n], pass_c[s:])
-            hh[off[n]:off[n + 1]] = np.bincount(rk, weights=wh, minlength=size)
-            hc[off[n]:off[n + 1]] = np.bincount(rk, weights=wc, minlength=size)
+            hh[a:b] = np.bincount(rk, weights=wh, minlength=b - a)
+            hc[a:b] = np.bincount(rk, weights=wc, minlength=b - a)
         return {"index": idx.copy(), "ex": exi, "e2": e2, "hh": hh, "hc": hc, "off": off,
                 "reach": m - start[:ne]}
 
@@ -125,12 +123,16 @@ class _PricedSearch:
             smp, e = both[s_i], e_all[s_i]
             p = np.where(e > n_i, e, p2_all[s_i])
             sign = np.where(s_i < sub.size, -1.0, 1.0)
-            flat = off[n_i] + self._ranks[n_i, smp]
-            wh = self.correct[n_i, smp].astype(np.float64)
-            wh -= cf[p * m + smp]
-            wh *= sign
+            at = n_i * m
+            at += smp  # (n, sample) in the flat rows of every exit
+            flat = off[n_i] + self._ranks_pad.reshape(-1).take(at)
             wc = ic[n_i] - ic[p]
             wc *= sign
+            wh = cf.take(at).astype(np.float64)
+            p *= m
+            p += smp
+            wh -= cf.take(p)
+            wh *= sign
             size = hist["hh"].size
             if flat.size <= 2 * size:  # np.add.at costs less than a pass over every candidate
                 np.add.at(hist["hh"], flat, wh)
