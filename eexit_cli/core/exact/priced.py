@@ -13,10 +13,13 @@ confirms.
 from __future__ import annotations
 
 import math
+from operator import itemgetter
 
 import numpy as np
 
 from .problem import HardState, _first_true
+
+_GAIN_COST = itemgetter(0, 1)  # a prediction's (gain, -cost)
 
 
 class _PricedSearch:
@@ -376,17 +379,21 @@ class _PricedSearch:
             else:
                 floor[n], ceiling[n] = 0.0, slack - 0.0
         ex = np.repeat(np.arange(ne), lens)
-        keep = dc <= ceiling[ex]
-        keep &= dh >= floor[ex]
-        # the gains are integers of size at most n_samples: lifted by exit, one running
-        # maximum over all exits is each exit's own
-        lift = ex * (4.0 * self.n_samples + 4.0)
-        lift += dh
-        run = np.maximum.accumulate(lift)
-        keep[1:] &= lift[1:] > run[:-1]
-        sel = np.flatnonzero(keep)
-        all_dc, all_dh, all_k = dc[sel], dh[sel], kk[sel]
+        ok = dc <= ceiling[ex]
+        ok &= dh >= floor[ex]
+        sel = np.flatnonzero(ok)
+        # a move below the floor gains less than any that passes it, so the running
+        # maximum may leave it out; the gains are integers of size at most n_samples:
+        # lifted by exit, one running maximum over all exits is each exit's own
         ex_sel = ex[sel]
+        v = dh[sel]
+        lift = ex_sel * (4.0 * self.n_samples + 4.0)
+        lift += v
+        keep = np.empty(sel.size, dtype=bool)
+        keep[:1] = True
+        np.greater(lift[1:], np.maximum.accumulate(lift)[:-1], out=keep[1:])
+        sel, ex_sel = sel[keep], ex_sel[keep]
+        all_dc, all_dh, all_k = dc[sel], v[keep], kk[sel]
         sizes = np.bincount(ex_sel, minlength=ne)
         starts = np.zeros(ne + 1, dtype=np.intp)
         np.cumsum(sizes, out=starts[1:])
@@ -451,7 +458,7 @@ class _PricedSearch:
                                        all_k[qi[fg]].tolist(), all_k[pg[fg]].tolist()):
                 i, j = seg_ij[t]
                 out.append((g, -c, ((i, ki), (j, kj))))
-        out.sort(key=lambda x: (x[0], x[1]), reverse=True)
+        out.sort(key=_GAIN_COST, reverse=True)
         return out
 
     def trade(self, st: HardState, *, max_rounds: int = 1000, patience: int = 4,
