@@ -310,7 +310,7 @@ def test_trade_from_a_state_on_an_earlier_path_ends_where_that_path_ended(seed):
     assert fresh.key() == out.key() and np.array_equal(fresh.index, out.index)
 
 
-@pytest.mark.parametrize("n_exits", [4, 10])
+@pytest.mark.parametrize("n_exits", [2, 3, 4, 10])
 def test_second_exits_of_every_sample_against_a_plain_loop(n_exits):
     # the first exit past a sample's own where it would leave (the last: none before)
     scores, correct, costs = random_problem(n_exits, 200, 600 + n_exits, ties=True)

@@ -44,6 +44,15 @@ class _PricedSearch:
         """For samples ``sub`` leaving at ``ex``: the first exit past ``ex`` where each
         would leave (``N - 1``: none before the last).  ``sub=None``: every sample."""
         ne = self.n_exits - 1
+        if ne <= 2:
+            # two thresholds: only the samples leaving at the first can have a second
+            # exit before the last
+            e2 = np.full(self.n_samples if sub is None else sub.size, ne, dtype=np.intp)
+            if ne == 2:
+                first = np.flatnonzero(ex == 0)
+                r = self._ranks[1].take(first if sub is None else sub.take(first))
+                e2[first[r > index[1]]] = 1
+            return e2
         # one comparison of every exit's ranks (the last exit: every sample leaves
         # there), each sample's own exit masked out: before it no sample leaves
         thr = np.zeros(ne + 1, dtype=self._ranks_pad.dtype)
