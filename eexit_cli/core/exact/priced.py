@@ -527,7 +527,7 @@ class _PricedSearch:
                     idx[n] = k
                 self.trades_tried += 1
                 new, delta = self._try(st, idx)
-                if delta is not None and self.feasible(new) and new.key() > st.key():
+                if delta is not None and new.key() > st.key() and self.feasible(new):
                     self._commit(new, delta)
                     st, moved, misses = new, True, 0
                     used.update(n for n, _ in mv)
