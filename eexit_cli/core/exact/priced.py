@@ -25,6 +25,11 @@ _GAIN_COST = itemgetter(0, 1)  # a prediction's (gain, -cost)
 class _PricedSearch:
     """The priced search, mixed into :class:`~eexit_cli.core.exact.HardProblem`."""
 
+    # the histograms are made afresh rather than updated when the samples ranked
+    # between the old and the new candidates of the moved thresholds are more than
+    # one in this many
+    _rebuild_share = 4
+
     def move_tables(self, st: HardState) -> list:
         """Every single-threshold move from ``st``, priced: for each exit ``n``, the
         arrays ``(dh, dc)`` over every candidate ``k`` of ``n``, the change of hits and
@@ -115,7 +120,7 @@ class _PricedSearch:
         if moved.size == 0:
             return hist
         sub = self._between(old, st.index, moved)
-        if sub.size * 4 > self.n_samples:
+        if sub.size * self._rebuild_share > self.n_samples:
             return self._move_hist(st)
         ne, m = self.n_exits - 1, self.n_samples
         cf, ic, off = self._corr_flat, self._icost[0], hist["off"]
@@ -126,18 +131,31 @@ class _PricedSearch:
         if diff.size:
             sub, new_ex, new_e2 = sub[diff], new_ex[diff], new_e2[diff]
             old_ex, old_e2 = old_ex[diff], old_e2[diff]
-            # take out what the samples added before, put in what they add now: every
-            # (exit n, sample) with n at most the sample's exit, for both at once
+            # what a sample adds at exit n: below its exit, leaving at n rather than
+            # at its exit; at its exit, leaving there rather than at its second exit.
+            # Below both its old and its new exit only what passing is worth changed:
+            # there the change is the same at every such n (the hit and the cost of
+            # the old exit less those of the new); from there on, take out what the
+            # sample added before and put in what it adds now
+            lo = np.minimum(old_ex, new_ex)
+            col = np.arange(ne)[:, None]
+            a = np.flatnonzero(old_ex != new_ex)
+            n_a, s_a = np.nonzero(col < lo[a][None, :])
+            s_a = a[s_a]
+            smp_a = sub[s_a]
+            dh_a = cf[old_ex * m + sub].astype(np.float64)
+            dh_a -= cf[new_ex * m + sub]
+            dc_a = ic[old_ex] - ic[new_ex]
             both = np.concatenate([sub, sub])
             e_all = np.concatenate([old_ex, new_ex])
             p2_all = np.concatenate([old_e2, new_e2])
-            n_i, s_i = np.nonzero(np.arange(ne)[:, None] <= e_all[None, :])
+            lo2 = np.concatenate([lo, lo])
+            n_i, s_i = np.nonzero((col <= e_all[None, :]) & (col >= lo2[None, :]))
             smp, e = both[s_i], e_all[s_i]
             p = np.where(e > n_i, e, p2_all[s_i])
             sign = np.where(s_i < sub.size, -1.0, 1.0)
             at = n_i * m
             at += smp  # (n, sample) in the flat rows of every exit
-            flat = off[n_i] + self._ranks_pad.reshape(-1).take(at)
             wc = ic[n_i] - ic[p]
             wc *= sign
             wh = cf.take(at).astype(np.float64)
@@ -145,6 +163,12 @@ class _PricedSearch:
             p += smp
             wh -= cf.take(p)
             wh *= sign
+            at_a = n_a * m
+            at_a += smp_a
+            flat = off[np.concatenate([n_i, n_a])] \
+                + self._ranks_pad.reshape(-1).take(np.concatenate([at, at_a]))
+            wh = np.concatenate([wh, dh_a[s_a]])
+            wc = np.concatenate([wc, dc_a[s_a]])
             size = hist["hh"].size
             if flat.size <= 2 * size:  # np.add.at costs less than a pass over every candidate
                 np.add.at(hist["hh"], flat, wh)
