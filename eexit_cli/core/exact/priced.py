@@ -449,27 +449,22 @@ class _PricedSearch:
         # every pair (i < j) at once: for each frontier move of an exit before j (a
         # prefix of the joined frontiers), the last move of j within what is left
         rest = slack - all_dc
-        pos, qlen, bases, seg_b, seg_ij = [], [], [], [], []
-        base = 0
-        for j in range(1, ne):
-            tj = starts[j]
-            if sizes[j] == 0 or tj == 0:
-                continue
+        js = [j for j in range(1, ne) if sizes[j] and starts[j]]
+        if js:
             # where that move lies among the joined frontiers (starts[j] - 1: none fits)
-            p = all_dc[tj:starts[j + 1]].searchsorted(rest[:tj], side="right")
-            p += tj - 1
-            pos.append(p)
-            qlen.append(tj)  # the rows of j: the frontiers before it
-            bases.append(base)
-            for i in range(j):
-                if sizes[i]:
-                    seg_b.append(base + starts[i])
-                    seg_ij.append((i, j))
-            base += tj
-        if base:
-            qlen_a = np.array(qlen, dtype=np.intp)
+            pos = [all_dc[starts[j]:starts[j + 1]].searchsorted(rest[:starts[j]], side="right")
+                   + (starts[j] - 1) for j in js]
+            qlen_a = np.array([starts[j] for j in js], dtype=np.intp)  # the rows of j
+            bases = np.cumsum(qlen_a) - qlen_a
+            base = int(bases[-1] + qlen_a[-1])
+            # the pairs (i < j, i with a frontier), j by j: where each one's rows start
+            starts_a = np.asarray(starts[:-1], dtype=np.intp)
+            seg_j, seg_i = np.nonzero((np.arange(ne) < np.array(js)[:, None])
+                                      & (np.asarray(sizes) > 0))
+            bounds = bases[seg_j] + starts_a[seg_i]
+            seg_j = np.asarray(js)[seg_j]
             qi = np.arange(base, dtype=np.intp)
-            qi -= np.repeat(np.array(bases, dtype=np.intp), qlen_a)
+            qi -= np.repeat(bases, qlen_a)
             pg = np.concatenate(pos)
             first_j = np.repeat(qlen_a, qlen_a)  # where j's frontier starts: starts[j]
             ok = pg >= first_j
@@ -477,7 +472,6 @@ class _PricedSearch:
             gain = np.where(ok, all_dh[qi] + all_dh[pg], -np.inf)
             cost = all_dc[qi] + all_dc[pg]
             # per pair: the best gain, then the lowest cost, then the first
-            bounds = np.array(seg_b, dtype=np.intp)
             lens = np.diff(np.append(bounds, base))
             g_best = np.maximum.reduceat(gain, bounds)
             at_best = gain == np.repeat(g_best, lens)
@@ -487,9 +481,9 @@ class _PricedSearch:
             g_f, c_f = gain[firsts], cost[firsts]
             good = np.flatnonzero((g_f > 0) | ((g_f == 0) & (c_f < 0)))
             fg = firsts[good]
-            for t, g, c, ki, kj in zip(good.tolist(), g_f[good].tolist(), c_f[good].tolist(),
-                                       all_k[qi[fg]].tolist(), all_k[pg[fg]].tolist()):
-                i, j = seg_ij[t]
+            for i, j, g, c, ki, kj in zip(seg_i[good].tolist(), seg_j[good].tolist(),
+                                          g_f[good].tolist(), c_f[good].tolist(),
+                                          all_k[qi[fg]].tolist(), all_k[pg[fg]].tolist()):
                 out.append((g, -c, ((i, ki), (j, kj))))
         out.sort(key=_GAIN_COST, reverse=True)
         return out
