@@ -452,3 +452,24 @@ def test_step_tables_of_all_exits_at_once_equal_those_exit_by_exit(seed):
             assert (a is None) == (b is None)
             if a is not None:
                 assert all(x.dtype == y.dtype and np.array_equal(x, y) for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("size", [1, 50, 20_000])
+def test_next_exit_past_a_threshold_against_a_plain_loop(size):
+    # the exit a sample takes once it passes exit n: a comparison of every later exit
+    # for few samples, exit by exit for many (both against a loop over samples)
+    rng = np.random.default_rng(size)
+    scores = np.round(rng.random((6, 25_000)), 4)
+    correct = rng.random((6, 25_000)) < 0.6
+    hp = HardProblem(scores, correct, np.arange(1.0, 7.0), 3.0)
+    idx = np.array([rng.integers(0, hp.n_candidates(n)) for n in range(5)])
+    sub = np.sort(rng.choice(25_000, size, replace=False))
+    for n in range(-1, 5):
+        got = hp._next_after(n, sub, idx)
+        want = np.full(size, 5)
+        for t, s in enumerate(sub):
+            for j in range(n + 1, 5):
+                if hp._ranks[j, s] > idx[j]:
+                    want[t] = j
+                    break
+        assert np.array_equal(got, want)

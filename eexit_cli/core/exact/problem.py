@@ -360,23 +360,24 @@ class _Problem:
         """Exit taken by the samples ``sub`` once they pass exit ``n``."""
         ne = self.n_exits - 1
         k = ne - n - 1
-        if 0 < k and sub.size * k <= 16_384:
-            # few samples: one comparison of every later exit (and of the last, which
-            # everyone leaves), no loop over exits
-            thr = np.zeros(k + 1, dtype=np.intp)
+        if 0 < k and sub.size * k <= 65_536:
+            # not too many samples and exits: one comparison of every later exit (and
+            # of the last, which everyone leaves) and the first row where each leaves
+            thr = np.zeros(k + 1, dtype=self._ranks_pad.dtype)
             thr[:k] = index[n + 1:ne]
             # (take: rows laid end to end, which the reduction over rows needs)
             lv = self._ranks_pad[n + 1:].take(sub, axis=1) > thr[:, None]
             out = _first_true(lv).astype(self._exit_dtype, copy=False)
             out += n + 1
             return out
+        # exit by exit, over the samples that have not left yet
         out = np.full(sub.size, ne, dtype=self._exit_dtype)
         pending = sub
         pos = np.arange(sub.size)
         for j in range(n + 1, ne):
             if pending.size == 0:
                 break
-            lv = self._ranks[j, pending] > index[j]
+            lv = self._ranks[j].take(pending) > index[j]
             out[pos[lv]] = j
             keep = ~lv
             pending, pos = pending[keep], pos[keep]
