@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 OBJECTIVES = ("accuracy", "cost")
+#: The repair's guesses look at this many score crossings at most.
+_GUESS_ALL = 4096
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,8 @@ class _Problem:
 
     def __init__(self, scores, correct, costs, budget, lower=None, upper=None, *,
                  objective: str = "accuracy", min_hits=None):
-        scores = np.asarray(scores, dtype=np.float64)
+        raw = np.asarray(scores)
+        scores = np.asarray(raw, dtype=np.float64)
         if scores.ndim != 2 or scores.shape[0] < 2 or scores.shape[1] < 1:
             raise ValueError(f"scores must have shape (N >= 2, M >= 1), got {scores.shape}")
         self.n_exits, self.n_samples = scores.shape
@@ -175,6 +178,15 @@ class _Problem:
         self.trades_tried = 0
         # passing an exit never makes row 0 cheaper: single-move costs grow with k
         self._row0_grows = bool(np.all(np.diff(self._icost[0]) >= 0))
+        # the repair's guesses read scores (a reference, never a copy: float input as given)
+        self._score_rows = raw if raw.dtype.kind == "f" else scores
+        # shifting every threshold down moves samples to earlier exits only: no bounded
+        # row then grows, so feasibility cannot be lost along the shift
+        bounded = np.isfinite(bounds)
+        self._shift_monotone = min_hits is None and bool(
+            np.all(np.diff(rows[bounded], axis=1) >= 0))
+        # a bound on the rounding error of a float mean (counts / M) @ row
+        self._mean_rounding = (n + 2) * 2.0 ** -52 * np.max(np.abs(rows), axis=1)
 
     # ------------------------------------------------------------- candidates
     @staticmethod
@@ -416,6 +428,16 @@ class _Problem:
         no row decreases with the exit index).  Returns the state and the shift:
         0 when ``thresholds`` are feasible already, NaN when no shift works, in
         which case every sample is sent to the exit cheapest in row 0.
+
+        The shift returned is the upper end of that bisection once it stops
+        (halving ``[0, s0]``, ``s0`` the first shift that sends every sample to
+        the first exit, until one score crossing or no float separates the ends).
+        When feasibility cannot decrease along the shift (no bounded row
+        decreases with the exit index, no ``min_hits``, and the bound lies clear
+        of the float rounding of the two states around the answer), the state
+        is found by :meth:`_first_feasible` and the bisection's ends are then
+        replayed on floats alone (:meth:`_replay_shift`): same state, same shift,
+        a few evaluations instead of one per halving.
         """
         t = np.asarray(thresholds, dtype=np.float64)
         st = self.evaluate(self.index_of(t))
@@ -426,10 +448,20 @@ class _Problem:
         hi = hi + max(hi, 1.0) * 1e-6 + 1e-300
         while not (np.max(t - hi) < bottom):
             hi *= 2.0
-        st_hi = self.move(st, self.index_of(t - hi))
+        # every threshold below every score: everyone leaves at the first exit
+        st_hi = self._first_exit_state()
         if not self.feasible(st_hi):
             return self._cheapest_state(), float("nan")
-        lo, st_lo = 0.0, st
+        if self._shift_monotone:
+            found = self._first_feasible(t, st, hi, st_hi)
+            if found is not None and self._clear_of_bounds(*found):
+                prev, ans = found
+                return ans, self._replay_shift(t, hi, prev.index, ans.index)
+        return self._bisect_shift(t, st, hi, st_hi)
+
+    def _bisect_shift(self, t, st_lo, hi, st_hi) -> tuple[HardState, float]:
+        """The bisection of :meth:`repair` on ``[0, hi]``, one evaluation per halving."""
+        lo = 0.0
         for _ in range(2000):
             if int(np.sum(st_lo.index - st_hi.index)) <= 1:
                 break  # at most one score crossing in between: st_hi is the first feasible
@@ -448,6 +480,195 @@ class _Problem:
                 else:
                     lo, st_lo = mid, s_mid
         return st_hi, hi
+
+    def _first_exit_state(self) -> HardState:
+        """Every sample leaving at the first exit (every index 0), without a pass."""
+        counts = np.zeros(self.n_exits, dtype=np.int64)
+        counts[0] = self.n_samples
+        hits = int(np.count_nonzero(self.correct[0]))
+        return self._make(np.zeros(self.n_exits - 1, dtype=np.intp), hits, counts)
+
+    def _first_feasible(self, t, st_lo, hi, st_hi):
+        """The last infeasible and the first feasible state along the common shift
+        of ``t`` in ``(0, hi]`` (``st_lo`` at shift 0 infeasible, ``st_hi`` at ``hi``
+        feasible; feasibility assumed not to decrease with the shift).
+
+        Each step evaluates exactly the states at the two shifts on either side of
+        the crossing :meth:`_shift_guess` predicts, or at the bracket's midpoint
+        once a prediction failed to narrow it; the bracket ends at one score
+        crossing, or where no float separates its ends (several crossings at the
+        same shift).  None if it has not ended after 200 steps."""
+        lo, guided = 0.0, True
+        # the crossings looked at first: those below the shift where the chord of
+        # every row's mean between the two ends meets its bound (the means fall
+        # fastest at small shifts, so this tends to lie past the answer)
+        reach = 0.0
+        for r in range(self.n_rows):
+            top, low, bound = st_lo.means[r], st_hi.means[r], self.bounds[r]
+            if top > bound and top > low:
+                reach = max(reach, hi * float((top - bound) / (top - low)))
+        for _ in range(200):
+            count = int(np.sum(st_lo.index - st_hi.index))
+            if count <= 1 or not np.nextafter(lo, hi) < hi:
+                return st_lo, st_hi
+            shifts = (0.5 * (lo + hi),)
+            if guided:
+                if count <= _GUESS_ALL or not lo < reach < hi:
+                    reach = hi
+                kind, shifts = self._shift_guess(t, lo, st_lo, hi, st_hi, reach)
+                if kind == "further":  # beyond the crossings looked at: look further
+                    if reach >= hi:
+                        guided = False
+                    else:
+                        reach = shifts[0]
+                    continue
+            narrowed = False
+            for s in shifts:
+                if not lo < s < hi:
+                    continue
+                idx = self.index_of(t - s)
+                if np.array_equal(idx, st_hi.index):
+                    hi = s
+                    continue
+                if np.array_equal(idx, st_lo.index):
+                    lo = s
+                    continue
+                base = st_lo if self._current is st_lo else st_hi
+                new = self.move(base, idx)
+                narrowed = True
+                if self.feasible(new):
+                    hi, st_hi = s, new
+                else:
+                    lo, st_lo = s, new
+            if not narrowed:
+                guided = False  # the prediction missed the bracket's crossings: halve
+        return None
+
+    def _shift_guess(self, t, lo, st_lo, hi, st_hi, reach):
+        """``("guess", shifts)``: the shifts on either side of the predicted first
+        feasible one; ``("further", (reach,))`` when the prediction lies beyond the
+        crossings looked at; ``("probe", (reach,))`` when those were too many to
+        look at every one (the state at ``reach`` is then evaluated).
+
+        The crossings looked at: those at shifts below ``reach`` (every one of the
+        bracket when ``reach`` is its end ``hi``), at most ``_GUESS_ALL`` (fewer,
+        and a nearer reach, otherwise).  A sample at exit ``n`` leaves there once
+        the shift passes about ``t_n - s_nm``: from those shifts (their running
+        minimum over the exits) come the exits of the samples concerned at every
+        shift, and the first shift at which the fixed-point totals of every row
+        come within their bounds.  A guide only: the states at the shifts
+        returned are evaluated exactly."""
+        ne = self.n_exits - 1
+        lo_i, hi_i = st_lo.index, st_hi.index
+        kl = hi_i if reach >= hi else np.maximum(hi_i, self.index_of(t - reach))
+        capped = int(np.sum(lo_i - kl)) > _GUESS_ALL
+        if capped:
+            kl = np.maximum(kl, lo_i - _GUESS_ALL // ne)
+            for n in np.flatnonzero(kl > hi_i):  # the next crossing there is not looked at
+                reach = min(reach, float(t[n]) - float(self._values[n][kl[n] - 1]))
+        mark = np.zeros(self.n_samples, dtype=bool)
+        order, pos = self._order, self._pos
+        for n, a, b in zip(range(ne), kl.tolist(), lo_i.tolist()):
+            if a < b:
+                mark[order[n, pos[n][a]:pos[n][b]]] = True
+        sub = np.flatnonzero(mark)
+        rk = self._ranks[:, sub]
+        lv = t[:, None] - self._score_rows[:ne, sub]
+        np.copyto(lv, np.inf, where=rk <= kl[:, None])     # beyond the reach at that exit
+        np.copyto(lv, -np.inf, where=rk > lo_i[:, None])   # leaves there already
+        for n in range(1, ne):
+            np.minimum(lv[n - 1], lv[n], out=lv[n])
+        at, cols = np.nonzero(np.isfinite(lv))
+        key = lv[at, cols]
+        order = np.argsort(key)
+        key = key[order]
+        at = at[order]
+        totals = self._totals(st_lo)
+        p, grow = 0, 1.0
+        for r in range(self.n_rows):
+            limit = self._ilimit[r]
+            need = 0 if limit is None else int(totals[1 + r]) - limit
+            if need <= 0:
+                continue
+            # a sample passing exit n + 1 for exit n lowers row r by w[n]
+            cum = np.cumsum(np.diff(self._icost_int[r])[at])
+            pr = int(np.searchsorted(cum, need, side="left"))
+            if pr >= key.size:
+                got = int(cum[-1]) if cum.size else 0
+                grow = max(grow, 4.0 if got <= 0 else 1.5 * need / got)
+            p = max(p, pr)
+        if grow > 1.0 or not key[p] < reach:
+            if capped:  # too many crossings to look at: the state at the reach, exactly
+                return "probe", (reach,)
+            return "further", (reach * min(max(grow, 1.25), 4.0),)
+        # the crossings on either side of the predicted one, those that move no
+        # sample included (the state's index changes there all the same)
+        v = float(key[p])
+        vals = self._values
+        cross = np.concatenate([t[n] - vals[n][a:b] for n, a, b in
+                                zip(range(ne), kl.tolist(), lo_i.tolist()) if a < b])
+        below = cross[cross < v]
+        above = cross[cross > v]
+        a = float(below.max()) if below.size else lo
+        b = float(above.min()) if above.size else reach
+        return "guess", (0.5 * (a + v), 0.5 * (v + b))
+
+    def _clear_of_bounds(self, prev: HardState, ans: HardState) -> bool:
+        """Whether feasibility along the shift is decided the same by exact means and by
+        their float values: ``ans`` meets every bound and ``prev`` breaks one, each by
+        more than twice the rounding of a mean (states on either side, whose exact
+        means lie further out, then fall the same way)."""
+        if int(np.sum(prev.index - ans.index)) < 1 or not self.feasible(ans) or self.feasible(prev):
+            return False
+        slack = self._mean_rounding
+        fin = np.isfinite(self.bounds)
+        if np.any(ans.means[fin] > self.bounds[fin] - 2.0 * slack[fin]):
+            return False
+        return bool(np.any(prev.means[fin] > self.bounds[fin] + 2.0 * slack[fin]))
+
+    def _replay_shift(self, t, hi, prev_idx, ans_idx) -> float:
+        """The shift :meth:`_bisect_shift` returns, from the states ``prev_idx`` (the last
+        infeasible along the shift) and ``ans_idx`` (the first feasible) alone.
+
+        The bisection's ends move by its tests only, and each test is a float
+        comparison here: a shift ``s`` reaches ``ans_idx`` when ``t_n - s`` drops
+        below the score crossed last (at an exit ``n`` that changes between the
+        two states), and the search stops once its low end gives ``prev_idx`` and
+        its high end ``ans_idx`` (when they differ by one crossing)."""
+        vals = self._values
+        ne = self.n_exits - 1
+        n_star = int(np.flatnonzero(prev_idx != ans_idx)[0])
+        t_star = float(t[n_star])
+        v_star = float(vals[n_star][ans_idx[n_star]])
+        single = int(np.sum(prev_idx - ans_idx)) == 1
+        lo = 0.0
+        lo_ok = hi_ok = False
+        if single:
+            # idx(s) <= prev: t_n - s below the score just above prev at every exit
+            ip = [n for n in range(ne) if prev_idx[n] < vals[n].size]
+            tp = t[ip]
+            vp = np.array([vals[n][prev_idx[n]] for n in ip], dtype=np.float64)
+            # idx(s) >= ans: t_n - s at or above the score just below ans
+            ia = [n for n in range(ne) if ans_idx[n] > 0]
+            ta = t[ia]
+            va = np.array([vals[n][ans_idx[n] - 1] for n in ia], dtype=np.float64)
+            lo_ok = bool(np.all(tp - lo < vp))
+            hi_ok = bool(np.all(ta - hi >= va))
+        for _ in range(2000):
+            if lo_ok and hi_ok:
+                break
+            mid = 0.5 * (lo + hi)
+            if not lo < mid < hi:
+                break
+            if t_star - mid < v_star:
+                hi = mid
+                if single and not hi_ok:
+                    hi_ok = bool(np.all(ta - hi >= va))
+            else:
+                lo = mid
+                if single and not lo_ok:
+                    lo_ok = bool(np.all(tp - lo < vp))
+        return hi
 
     def _cheapest_state(self) -> HardState:
         target = int(np.argmin(self.costs))
