@@ -185,6 +185,8 @@ class _Problem:
         bounded = np.isfinite(bounds)
         self._shift_monotone = min_hits is None and bool(
             np.all(np.diff(rows[bounded], axis=1) >= 0))
+        # a sample leaving at exit n instead of n + 1 lowers row r by _drops[r, n]
+        self._drops = np.diff(self._icost_int, axis=1)
         # a bound on the rounding error of a float mean (counts / M) @ row
         self._mean_rounding = (n + 2) * 2.0 ** -52 * np.max(np.abs(rows), axis=1)
 
@@ -237,10 +239,11 @@ class _Problem:
     def index_of(self, thresholds) -> np.ndarray:
         """Candidate indices with the same hard behaviour as ``thresholds``."""
         t = np.asarray(thresholds, dtype=np.float64)
-        return np.array(
-            [np.searchsorted(self._values[n], t[n], side="right") for n in range(self.n_exits - 1)],
-            dtype=np.intp,
-        )
+        if t.shape != (self.n_exits - 1,):
+            return np.array([np.searchsorted(self._values[n], t[n], side="right")
+                             for n in range(self.n_exits - 1)], dtype=np.intp)
+        return np.array([v.searchsorted(x, side="right") for v, x in zip(self._values, t.tolist())],
+                        dtype=np.intp)
 
     def thresholds_of(self, index) -> np.ndarray:
         """Threshold values (midpoints) for candidate indices."""
@@ -572,17 +575,18 @@ class _Problem:
             if a < b:
                 mark[order[n, pos[n][a]:pos[n][b]]] = True
         sub = np.flatnonzero(mark)
-        rk = self._ranks[:, sub]
-        lv = t[:, None] - self._score_rows[:ne, sub]
-        np.copyto(lv, np.inf, where=rk <= kl[:, None])     # beyond the reach at that exit
-        np.copyto(lv, -np.inf, where=rk > lo_i[:, None])   # leaves there already
+        # the shift at which each sample would leave at each exit, then the running
+        # minimum over the exits: the shift from which it leaves there or earlier;
+        # below lo it has left already, from reach on it is not looked at
+        lv = np.take(self._score_rows[:ne], sub, axis=1)
+        lv = np.subtract(t[:, None], lv, out=lv if lv.dtype == np.float64 else None)
         for n in range(1, ne):
             np.minimum(lv[n - 1], lv[n], out=lv[n])
-        at, cols = np.nonzero(np.isfinite(lv))
-        key = lv[at, cols]
+        flat = np.flatnonzero((lv >= lo) & (lv < reach))
+        key = lv.ravel()[flat]
         order = np.argsort(key)
         key = key[order]
-        at = at[order]
+        at = flat[order] // sub.size
         totals = self._totals(st_lo)
         p, grow = 0, 1.0
         for r in range(self.n_rows):
@@ -590,8 +594,7 @@ class _Problem:
             need = 0 if limit is None else int(totals[1 + r]) - limit
             if need <= 0:
                 continue
-            # a sample passing exit n + 1 for exit n lowers row r by w[n]
-            cum = np.cumsum(np.diff(self._icost_int[r])[at])
+            cum = np.cumsum(self._drops[r][at])
             pr = int(np.searchsorted(cum, need, side="left"))
             if pr >= key.size:
                 got = int(cum[-1]) if cum.size else 0
@@ -636,24 +639,24 @@ class _Problem:
         two states), and the search stops once its low end gives ``prev_idx`` and
         its high end ``ans_idx`` (when they differ by one crossing)."""
         vals = self._values
-        ne = self.n_exits - 1
-        n_star = int(np.flatnonzero(prev_idx != ans_idx)[0])
-        t_star = float(t[n_star])
-        v_star = float(vals[n_star][ans_idx[n_star]])
-        single = int(np.sum(prev_idx - ans_idx)) == 1
+        tl, pl, al = t.tolist(), prev_idx.tolist(), ans_idx.tolist()
+        n_star = next(n for n, (p, q) in enumerate(zip(pl, al)) if p != q)
+        t_star, v_star = tl[n_star], float(vals[n_star][al[n_star]])
         lo = 0.0
-        lo_ok = hi_ok = False
-        if single:
-            # idx(s) <= prev: t_n - s below the score just above prev at every exit
-            ip = [n for n in range(ne) if prev_idx[n] < vals[n].size]
-            tp = t[ip]
-            vp = np.array([vals[n][prev_idx[n]] for n in ip], dtype=np.float64)
-            # idx(s) >= ans: t_n - s at or above the score just below ans
-            ia = [n for n in range(ne) if ans_idx[n] > 0]
-            ta = t[ia]
-            va = np.array([vals[n][ans_idx[n] - 1] for n in ia], dtype=np.float64)
-            lo_ok = bool(np.all(tp - lo < vp))
-            hi_ok = bool(np.all(ta - hi >= va))
+        if sum(pl) - sum(al) == 1:
+            # the low end gives prev_idx once t_n - lo lies below the score just above
+            # prev_idx at every exit, the high end ans_idx while t_n - hi lies at or
+            # above the score just below ans_idx (Python floats: the same IEEE
+            # subtraction as index_of's; the pairs likeliest to fail first)
+            low = sorted(((tn, float(vals[n][k])) for n, (tn, k) in enumerate(zip(tl, pl))
+                          if k < vals[n].size), key=lambda p: p[1] - p[0])
+            high = sorted(((tn, float(vals[n][k - 1])) for n, (tn, k) in enumerate(zip(tl, al))
+                           if k > 0), key=lambda p: p[0] - p[1])
+            lo_ok = all(tn - lo < v for tn, v in low)
+            hi_ok = all(tn - hi >= v for tn, v in high)
+        else:  # several crossings at one shift: the bisection runs out of floats
+            low = high = None
+            lo_ok = hi_ok = False
         for _ in range(2000):
             if lo_ok and hi_ok:
                 break
@@ -662,12 +665,12 @@ class _Problem:
                 break
             if t_star - mid < v_star:
                 hi = mid
-                if single and not hi_ok:
-                    hi_ok = bool(np.all(ta - hi >= va))
+                if not hi_ok and high is not None:
+                    hi_ok = all(tn - hi >= v for tn, v in high)
             else:
                 lo = mid
-                if single and not lo_ok:
-                    lo_ok = bool(np.all(tp - lo < vp))
+                if not lo_ok and low is not None:
+                    lo_ok = all(tn - lo < v for tn, v in low)
         return hi
 
     def _cheapest_state(self) -> HardState:
