@@ -231,7 +231,9 @@ class _Problem:
         # a sample leaving at exit n instead of n + 1 lowers row r by _drops[r, n]
         self._drops = np.diff(self._icost_int, axis=1)
         # a bound on the rounding error of a float mean (counts / M) @ row
-        self._mean_rounding = (n + 2) * 2.0 ** -52 * np.max(np.abs(rows), axis=1)
+        self._row_scale = np.max(np.abs(rows), axis=1)
+        self._row_scale[self._row_scale == 0] = 1.0
+        self._mean_rounding = (n + 2) * 2.0 ** -52 * self._row_scale
 
     # ------------------------------------------------------------- candidates
     @staticmethod
@@ -540,34 +542,43 @@ class _Problem:
         feasible; feasibility assumed not to decrease with the shift).
 
         Each step evaluates exactly the states at the two shifts on either side of
-        the crossing :meth:`_shift_guess` predicts, or at the bracket's midpoint
-        once a prediction failed to narrow it; the bracket ends at one score
-        crossing, or where no float separates its ends (several crossings at the
-        same shift).  None if it has not ended after 200 steps."""
-        lo, guided = 0.0, True
-        # the crossings looked at first: those below the shift where the chord of
-        # every row's mean between the two ends meets its bound (the means fall
-        # fastest at small shifts, so this tends to lie past the answer)
-        reach = 0.0
-        for r in range(self.n_rows):
-            top, low, bound = st_lo.means[r], st_hi.means[r], self.bounds[r]
-            if top > bound and top > low:
-                reach = max(reach, hi * float((top - bound) / (top - low)))
+        the crossing :meth:`_shift_guess` predicts.  Its prediction looks at the
+        crossings below a reach: every crossing of the bracket once they are at most
+        ``_GUESS_ALL``, else those below the regula falsi point of the largest
+        relative excess of a row over its bound (Illinois: an end kept twice in a
+        row counts half), where the state is evaluated instead when even those are
+        too many.  Once a prediction fails to narrow the bracket, it is halved.  The
+        bracket ends at one score crossing, or where no float separates its ends
+        (several crossings at the same shift).  None if it has not ended after 200
+        steps."""
+        lo, guided, reach, kept = 0.0, True, None, 0
+        g_lo, g_hi = self._excess(st_lo), self._excess(st_hi)
         for _ in range(200):
             count = int(np.sum(st_lo.index - st_hi.index))
             if count <= 1 or not np.nextafter(lo, hi) < hi:
                 return st_lo, st_hi
             shifts = (0.5 * (lo + hi),)
             if guided:
-                if count <= _GUESS_ALL or not lo < reach < hi:
+                if count <= _GUESS_ALL:
                     reach = hi
+                elif reach is None or not lo < reach < hi:
+                    w = hi - lo
+                    reach = min(max(lo + w * (g_lo / (g_lo - g_hi)), lo + w / 32), hi - w / 32)
                 kind, shifts = self._shift_guess(t, lo, st_lo, hi, st_hi, reach)
                 if kind == "further":  # beyond the crossings looked at: look further
                     if reach >= hi:
                         guided = False
-                    else:
+                    elif shifts[0] < hi:
                         reach = shifts[0]
-                    continue
+                    else:  # past the bracket: the state between the reach and its end
+                        reach = 0.5 * (reach + hi)
+                        if not lo < reach < hi:
+                            guided = False
+                        else:
+                            shifts = (reach,)
+                            kind = "probe"
+                    if kind == "further" or not guided:
+                        continue
             narrowed = False
             for s in shifts:
                 if not lo < s < hi:
@@ -583,22 +594,34 @@ class _Problem:
                 new = self.move(base, idx)
                 narrowed = True
                 if self.feasible(new):
-                    hi, st_hi = s, new
+                    hi, st_hi, g_hi = s, new, self._excess(new)
+                    if kept == 1:
+                        g_lo *= 0.5
+                    kept = 1
                 else:
-                    lo, st_lo = s, new
+                    lo, st_lo, g_lo = s, new, self._excess(new)
+                    if kept == -1:
+                        g_hi *= 0.5
+                    kept = -1
             if not narrowed:
                 guided = False  # the prediction missed the bracket's crossings: halve
+            reach = None
         return None
+
+    def _excess(self, st: HardState) -> float:
+        """The largest excess of a bounded row's mean over its bound, relative to the
+        row's largest cost (positive exactly when some bound is broken)."""
+        fin = np.isfinite(self.bounds)
+        return float(np.max((st.means[fin] - self.bounds[fin]) / self._row_scale[fin]))
 
     def _shift_guess(self, t, lo, st_lo, hi, st_hi, reach):
         """``("guess", shifts)``: the shifts on either side of the predicted first
         feasible one; ``("further", (reach,))`` when the prediction lies beyond the
-        crossings looked at; ``("probe", (reach,))`` when those were too many to
-        look at every one (the state at ``reach`` is then evaluated).
+        crossings looked at; ``("probe", (reach,))`` when those are too many to
+        look at (the state at ``reach`` is then evaluated).
 
         The crossings looked at: those at shifts below ``reach`` (every one of the
-        bracket when ``reach`` is its end ``hi``), at most ``_GUESS_ALL`` (fewer,
-        and a nearer reach, otherwise).  A sample at exit ``n`` leaves there once
+        bracket when ``reach`` is its end ``hi``), if at most ``_GUESS_ALL``.  A sample at exit ``n`` leaves there once
         the shift passes about ``t_n - s_nm``: from those shifts (their running
         minimum over the exits) come the exits of the samples concerned at every
         shift, and the first shift at which the fixed-point totals of every row
@@ -607,11 +630,8 @@ class _Problem:
         ne = self.n_exits - 1
         lo_i, hi_i = st_lo.index, st_hi.index
         kl = hi_i if reach >= hi else np.maximum(hi_i, self.index_of(t - reach))
-        capped = int(np.sum(lo_i - kl)) > _GUESS_ALL
-        if capped:
-            kl = np.maximum(kl, lo_i - _GUESS_ALL // ne)
-            for n in np.flatnonzero(kl > hi_i):  # the next crossing there is not looked at
-                reach = min(reach, float(t[n]) - float(self._values[n][kl[n] - 1]))
+        if int(np.sum(lo_i - kl)) > _GUESS_ALL:
+            return "probe", (reach,)
         mark = np.zeros(self.n_samples, dtype=bool)
         order, pos = self._order, self._pos
         for n, a, b in zip(range(ne), kl.tolist(), lo_i.tolist()):
@@ -644,9 +664,7 @@ class _Problem:
                 grow = max(grow, 4.0 if got <= 0 else 1.5 * need / got)
             p = max(p, pr)
         if grow > 1.0 or not key[p] < reach:
-            if capped:  # too many crossings to look at: the state at the reach, exactly
-                return "probe", (reach,)
-            return "further", (reach * min(max(grow, 1.25), 4.0),)
+            return "further", (lo + (reach - lo) * min(max(grow, 1.25), 4.0),)
         # the crossings on either side of the predicted one, those that move no
         # sample included (the state's index changes there all the same)
         v = float(key[p])
