@@ -631,12 +631,13 @@ class _Problem:
         look at (the state at ``reach`` is then evaluated).
 
         The crossings looked at: those at shifts below ``reach`` (every one of the
-        bracket when ``reach`` is its end ``hi``), if at most ``_GUESS_ALL``.  A sample at exit ``n`` leaves there once
-        the shift passes about ``t_n - s_nm``: from those shifts (their running
-        minimum over the exits) come the exits of the samples concerned at every
-        shift, and the first shift at which the fixed-point totals of every row
-        come within their bounds.  A guide only: the states at the shifts
-        returned are evaluated exactly."""
+        bracket when ``reach`` is its end ``hi``), if at most ``_GUESS_ALL``.  A
+        sample at exit ``n`` leaves there once the shift passes about
+        ``t_n - s_nm``: from those shifts (their running minimum over the exits)
+        come the exits of the samples concerned at every shift, and the first
+        shift at which the fixed-point totals of every row come within their
+        bounds.  A guide only: the states at the shifts returned are evaluated
+        exactly."""
         ne = self.n_exits - 1
         lo_i, hi_i = st_lo.index, st_hi.index
         kl = hi_i if reach >= hi else np.maximum(hi_i, self.index_of(t - reach))
@@ -673,7 +674,7 @@ class _Problem:
                 got = int(cum[-1]) if cum.size else 0
                 grow = max(grow, 4.0 if got <= 0 else 1.5 * need / got)
             p = max(p, pr)
-        if grow > 1.0 or not key[p] < reach:
+        if key.size == 0 or grow > 1.0 or not key[p] < reach:
             return "further", (lo + (reach - lo) * min(max(grow, 1.25), 4.0),)
         # the crossings on either side of the predicted one, those that move no
         # sample included (the state's index changes there all the same)
