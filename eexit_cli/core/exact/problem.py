@@ -650,11 +650,13 @@ class _Problem:
         kl = hi_i if reach >= hi else np.maximum(hi_i, self.index_of(t - reach))
         if int(np.sum(lo_i - kl)) > _GUESS_ALL:
             return "probe", (reach,)
-        mark = np.zeros(self.n_samples, dtype=bool)
         order, pos = self._order, self._pos
-        for n, a, b in zip(range(ne), kl.tolist(), lo_i.tolist()):
-            if a < b:
-                mark[order[n, pos[n][a]:pos[n][b]]] = True
+        parts = [order[n, pos[n][a]:pos[n][b]] for n, a, b in
+                 zip(range(ne), kl.tolist(), lo_i.tolist()) if a < b]
+        if not parts:  # no crossing below the reach
+            return "further", (lo + (reach - lo) * 4.0,)
+        mark = np.zeros(self.n_samples, dtype=bool)
+        mark[np.concatenate(parts)] = True
         sub = np.flatnonzero(mark)
         # the shift at which each sample would leave at each exit, then the running
         # minimum over the exits: the shift from which it leaves there or earlier;
