@@ -310,7 +310,7 @@ def test_trade_from_a_state_on_an_earlier_path_ends_where_that_path_ended(seed):
     assert fresh.key() == out.key() and np.array_equal(fresh.index, out.index)
 
 
-@pytest.mark.parametrize("n_exits", [4, 10])
+@pytest.mark.parametrize("n_exits", [2, 3, 4, 10])
 def test_second_exits_of_every_sample_against_a_plain_loop(n_exits):
     # the first exit past a sample's own where it would leave (the last: none before)
     scores, correct, costs = random_problem(n_exits, 200, 600 + n_exits, ties=True)
@@ -327,3 +327,149 @@ def test_second_exits_of_every_sample_against_a_plain_loop(n_exits):
     assert np.array_equal(hp._second_exits(None, ex, idx), want)
     sub = np.arange(0, hp.n_samples, 3)
     assert np.array_equal(hp._second_exits(sub, ex[sub], idx), want[sub])
+
+
+@pytest.mark.parametrize("rows", [1, 2, 5, 127, 128, 300])
+def test_first_true_row_is_argmax_over_rows(rows):
+    from eexit_cli.core.exact.problem import _first_true
+    rng = np.random.default_rng(rows)
+    lv = rng.random((rows, 257)) < 0.05
+    lv[-1] = True
+    got = _first_true(lv)
+    assert np.array_equal(got, lv.argmax(axis=0))
+    assert got.dtype == (np.int8 if rows <= 127 else np.int16)
+    # a non-contiguous array (a gather of columns) gives the same
+    sub = rng.integers(0, 257, 40)
+    assert np.array_equal(_first_true(lv[:, sub]), lv[:, sub].argmax(axis=0))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_single_threshold_moves_agree_with_full_evaluation(seed):
+    # one threshold up or down, small bands and bands over a quarter of the samples
+    scores, correct, costs = random_problem(5, 300, 700 + seed, ties=seed % 2 == 1)
+    hp = HardProblem(scores, correct, costs, costs.mean())
+    rng = np.random.default_rng(seed)
+    sizes = np.array([hp.n_candidates(n) for n in range(4)])
+    st = hp.state(rng.integers(0, sizes))
+    for t in range(60):
+        idx = st.index.copy()
+        n = int(rng.integers(0, 4))
+        step = int(rng.integers(1, 4)) if t % 3 else int(rng.integers(1, sizes[n]))
+        idx[n] = np.clip(idx[n] + (step if rng.random() < 0.5 else -step), 0, sizes[n] - 1)
+        st = hp.move(st, idx)
+        full = HardProblem(scores, correct, costs, costs.mean()).state(idx)
+        assert st.hits == full.hits
+        np.testing.assert_array_equal(st.counts, full.counts)
+        np.testing.assert_array_equal(hp._load(st), hp.exits(idx))
+        rep = replay(scores, correct, hp.thresholds_of(idx), costs)
+        np.testing.assert_array_equal(rep.exit_index, hp.exits(idx))
+
+
+def test_exits_of_many_samples_in_blocks_against_replay():
+    rng = np.random.default_rng(5)
+    m = 70_000  # more than one block of samples
+    scores = np.round(rng.random((4, m)), 3)
+    correct = rng.random((4, m)) < 0.7
+    costs = np.array([1.0, 2.0, 3.0, 4.0])
+    hp = HardProblem(scores, correct, costs, 2.5)
+    idx = np.array([rng.integers(0, hp.n_candidates(n)) for n in range(3)])
+    rep = replay(scores, correct, hp.thresholds_of(idx), costs)
+    np.testing.assert_array_equal(hp.exits(idx), rep.exit_index)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_joined_frontiers_give_the_predictions_of_each_exit_alone(seed):
+    # the frontiers of every exit found at once (one running maximum over all exits'
+    # lifted gains) give the predictions of one frontier per exit, in the same order;
+    # also from states where exits are reached by no sample
+    n_exits = 3 + seed % 4
+    scores, correct, costs = random_problem(n_exits, 150, 800 + seed, ties=seed % 2 == 0)
+    hp = HardProblem(scores, correct, costs, _budget_between(costs, 0.2 + 0.08 * seed))
+    rng = np.random.default_rng(seed)
+    sizes = [hp.n_candidates(n) for n in range(n_exits - 1)]
+    for t in range(6):
+        idx = rng.integers(0, sizes)
+        if t % 3 == 2:
+            idx[int(rng.integers(0, n_exits - 1))] = 0  # everyone leaves there
+        st = hp.state(idx)
+        if not hp.feasible(st):
+            st = hp.repair(hp.thresholds_of(idx))[0]
+        hist = hp._move_hist(st)
+        steps = hp._steps_of(hist)
+        sparse = hp._tables_of(hist, steps)
+        joined = hp._trades(st, sparse, steps)
+        assert joined == hp._trades(st, hp._tables_of(hist))
+        # the per-exit path on the very tables read at the steps
+        b = hp._ibound[0]
+        slack = b * (1.0 + 1e-12) - hp._totals(st)[1]
+        assert joined == _per_exit_trades(hp, st, sparse, steps, slack)
+
+
+def _per_exit_trades(hp, st, tabs, steps, slack):
+    """The predictions of the frontiers found exit by exit (the plain path of _trades)."""
+    ne = hp.n_exits - 1
+    top = [0.0 if tb is None else float(tb[0].max()) for tb in tabs]
+    low = [0.0 if tb is None else float(tb[1][0]) for tb in tabs]
+    by_top = sorted(range(ne), key=top.__getitem__, reverse=True)
+    by_low = sorted(range(ne), key=low.__getitem__)
+    fr = []
+    for n, tb in enumerate(tabs):
+        if tb is None:
+            fr.append((np.zeros(1), np.zeros(1), np.array([int(st.index[n])])))
+            continue
+        floor = -top[by_top[1] if by_top[0] == n else by_top[0]] if ne > 1 else 0.0
+        ceiling = slack - (low[by_low[1] if by_low[0] == n else by_low[0]] if ne > 1 else 0.0)
+        fr.append(hp._frontier(tb[0], tb[1], floor, ceiling, True, steps[n]))
+    out = []
+    for n, (dc, dh, k) in enumerate(fr):
+        p = int(np.searchsorted(dc, slack, side="right")) - 1
+        if p >= 0 and (dh[p] > 0 or (dh[p] == 0 and dc[p] < 0)):
+            out.append((float(dh[p]), -float(dc[p]), ((n, int(k[p])),)))
+    sizes = [f[0].size for f in fr]
+    starts = [0]
+    for z in sizes:
+        starts.append(starts[-1] + z)
+    return hp._pairs(out, slack, sizes, starts, *(np.concatenate([f[i] for f in fr]) for i in range(3)))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_step_tables_of_all_exits_at_once_equal_those_exit_by_exit(seed):
+    n_exits = 3 + seed
+    scores, correct, costs = random_problem(n_exits, 200, 900 + seed, ties=seed % 2 == 0)
+    hp = HardProblem(scores, correct, costs, _budget_between(costs, 0.4))
+    rng = np.random.default_rng(seed)
+    for t in range(5):
+        idx = rng.integers(0, [hp.n_candidates(n) for n in range(n_exits - 1)])
+        if t == 4:
+            idx[0] = 0  # no sample reaches the later exits
+        hist = hp._move_hist(hp.state(idx))
+        steps, tables = hp._step_tables(hist)
+        want_steps = hp._steps_of(hist)
+        want = hp._tables_of(hist, want_steps)
+        for a, b in zip(steps, want_steps):
+            assert a.dtype == b.dtype and np.array_equal(a, b)
+        for a, b in zip(tables, want):
+            assert (a is None) == (b is None)
+            if a is not None:
+                assert all(x.dtype == y.dtype and np.array_equal(x, y) for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("size", [1, 50, 20_000])
+def test_next_exit_past_a_threshold_against_a_plain_loop(size):
+    # the exit a sample takes once it passes exit n: a comparison of every later exit
+    # for few samples, exit by exit for many (both against a loop over samples)
+    rng = np.random.default_rng(size)
+    scores = np.round(rng.random((6, 25_000)), 4)
+    correct = rng.random((6, 25_000)) < 0.6
+    hp = HardProblem(scores, correct, np.arange(1.0, 7.0), 3.0)
+    idx = np.array([rng.integers(0, hp.n_candidates(n)) for n in range(5)])
+    sub = np.sort(rng.choice(25_000, size, replace=False))
+    for n in range(-1, 5):
+        got = hp._next_after(n, sub, idx)
+        want = np.full(size, 5)
+        for t, s in enumerate(sub):
+            for j in range(n + 1, 5):
+                if hp._ranks[j, s] > idx[j]:
+                    want[t] = j
+                    break
+        assert np.array_equal(got, want)

@@ -13,14 +13,22 @@ confirms.
 from __future__ import annotations
 
 import math
+from operator import itemgetter
 
 import numpy as np
 
-from .problem import HardState
+from .problem import HardState, _first_true
+
+_GAIN_COST = itemgetter(0, 1)  # a prediction's (gain, -cost)
 
 
 class _PricedSearch:
     """The priced search, mixed into :class:`~eexit_cli.core.exact.HardProblem`."""
+
+    # the histograms are made afresh rather than updated when the samples ranked
+    # between the old and the new candidates of the moved thresholds are more than
+    # one in this many
+    _rebuild_share = 4
 
     def move_tables(self, st: HardState) -> list:
         """Every single-threshold move from ``st``, priced: for each exit ``n``, the
@@ -41,29 +49,24 @@ class _PricedSearch:
         """For samples ``sub`` leaving at ``ex``: the first exit past ``ex`` where each
         would leave (``N - 1``: none before the last).  ``sub=None``: every sample."""
         ne = self.n_exits - 1
-        if sub is None and ne >= 8:
-            # every sample, many exits: one comparison of every exit's ranks, the
-            # exit itself masked out (the last exit: every sample leaves there)
-            m = self.n_samples
-            thr = np.zeros(ne + 1, dtype=self._ranks_pad.dtype)
-            thr[:ne] = index
-            lv = self._ranks_pad > thr[:, None]
-            lv.reshape(-1)[ex * m + np.arange(m)] = False
-            lv[ne] = True
-            return lv.argmax(axis=0)
-        if sub is None:
-            # every sample: those ranked above each threshold, read from the order by rank
-            e2 = np.full(self.n_samples, ne, dtype=np.intp)
-            for j in range(ne - 1, 0, -1):
-                above = self._above(j, index[j])
-                e2[above[ex[above] < j]] = j
+        if ne <= 2:
+            # two thresholds: only the samples leaving at the first can have a second
+            # exit before the last
+            e2 = np.full(self.n_samples if sub is None else sub.size, ne, dtype=np.intp)
+            if ne == 2:
+                first = np.flatnonzero(ex == 0)
+                r = self._ranks[1].take(first if sub is None else sub.take(first))
+                e2[first[r > index[1]]] = 1
             return e2
-        e2 = np.full(sub.size, ne, dtype=np.intp)
-        for j in range(ne - 1, 0, -1):
-            lv = self._ranks[j, sub] > index[j]
-            lv &= ex < j
-            e2[lv] = j
-        return e2
+        # one comparison of every exit's ranks (the last exit: every sample leaves
+        # there), each sample's own exit masked out: before it no sample leaves
+        thr = np.zeros(ne + 1, dtype=self._ranks_pad.dtype)
+        thr[:ne] = index
+        lv = (self._ranks_pad if sub is None else self._ranks_pad.take(sub, axis=1)) > thr[:, None]
+        s = lv.shape[1]
+        lv.reshape(-1)[ex * s + np.arange(s)] = False
+        lv[ne] = True
+        return _first_true(lv).astype(np.intp)
 
     def _move_hist(self, st: HardState) -> dict:
         """Per exit ``n``, histograms by rank at ``n`` of the hits and row-0 fixed-point
@@ -94,18 +97,16 @@ class _PricedSearch:
         # or their second exit's for those leaving at n; those are read at n alone, so
         # one array serves every exit, overwritten exit by exit
         pass_h, pass_c = now_h, now_c
-        for n in range(ne):
-            s, t = int(start[n]), int(start[n + 1])
+        for n, (s, t, a, b) in enumerate(zip(start[:-1].tolist(), start[1:].tolist(),
+                                             off[:-1].tolist(), off[1:].tolist())):
             pass_h[s:t] = e2_h[s:t]
             pass_c[s:t] = e2_c[s:t]
             sub = order[s:]
-            size = self.n_candidates(n)
-            rk = self._ranks[n, sub]
-            wh = self.correct[n, sub].astype(np.float64)
-            wh -= pass_h[s:]
+            rk = self._ranks[n].take(sub)
+            wh = np.subtract(self.correct[n].take(sub), pass_h[s:])
             wc = np.subtract(ic[n], pass_c[s:])
-            hh[off[n]:off[n + 1]] = np.bincount(rk, weights=wh, minlength=size)
-            hc[off[n]:off[n + 1]] = np.bincount(rk, weights=wc, minlength=size)
+            hh[a:b] = np.bincount(rk, weights=wh, minlength=b - a)
+            hc[a:b] = np.bincount(rk, weights=wc, minlength=b - a)
         return {"index": idx.copy(), "ex": exi, "e2": e2, "hh": hh, "hc": hc, "off": off,
                 "reach": m - start[:ne]}
 
@@ -119,7 +120,7 @@ class _PricedSearch:
         if moved.size == 0:
             return hist
         sub = self._between(old, st.index, moved)
-        if sub.size * 4 > self.n_samples:
+        if sub.size * self._rebuild_share > self.n_samples:
             return self._move_hist(st)
         ne, m = self.n_exits - 1, self.n_samples
         cf, ic, off = self._corr_flat, self._icost[0], hist["off"]
@@ -130,21 +131,44 @@ class _PricedSearch:
         if diff.size:
             sub, new_ex, new_e2 = sub[diff], new_ex[diff], new_e2[diff]
             old_ex, old_e2 = old_ex[diff], old_e2[diff]
-            # take out what the samples added before, put in what they add now: every
-            # (exit n, sample) with n at most the sample's exit, for both at once
+            # what a sample adds at exit n: below its exit, leaving at n rather than
+            # at its exit; at its exit, leaving there rather than at its second exit.
+            # Below both its old and its new exit only what passing is worth changed:
+            # there the change is the same at every such n (the hit and the cost of
+            # the old exit less those of the new); from there on, take out what the
+            # sample added before and put in what it adds now
+            lo = np.minimum(old_ex, new_ex)
+            col = np.arange(ne)[:, None]
+            a = np.flatnonzero(old_ex != new_ex)
+            n_a, s_a = np.nonzero(col < lo[a][None, :])
+            s_a = a[s_a]
+            smp_a = sub[s_a]
+            dh_a = cf[old_ex * m + sub].astype(np.float64)
+            dh_a -= cf[new_ex * m + sub]
+            dc_a = ic[old_ex] - ic[new_ex]
             both = np.concatenate([sub, sub])
             e_all = np.concatenate([old_ex, new_ex])
             p2_all = np.concatenate([old_e2, new_e2])
-            n_i, s_i = np.nonzero(np.arange(ne)[:, None] <= e_all[None, :])
+            lo2 = np.concatenate([lo, lo])
+            n_i, s_i = np.nonzero((col <= e_all[None, :]) & (col >= lo2[None, :]))
             smp, e = both[s_i], e_all[s_i]
             p = np.where(e > n_i, e, p2_all[s_i])
             sign = np.where(s_i < sub.size, -1.0, 1.0)
-            flat = off[n_i] + self._ranks[n_i, smp]
-            wh = self.correct[n_i, smp].astype(np.float64)
-            wh -= cf[p * m + smp]
-            wh *= sign
+            at = n_i * m
+            at += smp  # (n, sample) in the flat rows of every exit
             wc = ic[n_i] - ic[p]
             wc *= sign
+            wh = cf.take(at).astype(np.float64)
+            p *= m
+            p += smp
+            wh -= cf.take(p)
+            wh *= sign
+            at_a = n_a * m
+            at_a += smp_a
+            flat = off[np.concatenate([n_i, n_a])] \
+                + self._ranks_pad.reshape(-1).take(np.concatenate([at, at_a]))
+            wh = np.concatenate([wh, dh_a[s_a]])
+            wc = np.concatenate([wc, dc_a[s_a]])
             size = hist["hh"].size
             if flat.size <= 2 * size:  # np.add.at costs less than a pass over every candidate
                 np.add.at(hist["hh"], flat, wh)
@@ -195,6 +219,45 @@ class _PricedSearch:
             np.subtract(c0, gc, out=gc)
             out.append((gh, gc))
         return out
+
+    def _step_tables(self, hist: dict) -> tuple[list, list]:
+        """``(steps, tables)``: :meth:`_steps_of` and ``_tables_of(hist, steps)``, the
+        very same arrays, with the steps and the hits of every exit found at once
+        (one running sum over the steps of all exits end to end, each exit's start
+        taken off: small integers, exact) and only the costs between two steps
+        summed exit by exit (up to the exit's last step)."""
+        hh, hc, off = hist["hh"], hist["hc"], hist["off"]
+        ne = off.size - 1
+        mark = hh != 0
+        mark[off[:-1]] = True  # candidate 0 of every exit
+        nz = np.flatnonzero(mark)
+        cuts = np.searchsorted(nz, off)
+        lens = np.diff(cuts)
+        first = cuts[:-1]
+        loc = nz - np.repeat(off[:-1], lens)  # the steps, exit by exit
+        v = hh[nz]
+        gh = np.cumsum(v)
+        gh -= np.repeat(gh[first] - v[first], lens)
+        j0 = np.searchsorted(nz, off[:-1] + hist["index"], side="right") - 1
+        dh = np.repeat(gh[j0], lens)
+        dh -= gh
+        # the costs of the ranks in (loc[i - 1], loc[i]] in one sum (0 at an exit's start)
+        cut = np.empty_like(loc)
+        cut[1:] = loc[:-1] + 1
+        cut[first] = 0
+        steps, tables = [], []
+        for n, (a, b, o, j, k0, top, r) in enumerate(zip(
+                first.tolist(), cuts[1:].tolist(), off.tolist(), j0.tolist(),
+                hist["index"].tolist(), loc[cuts[1:] - 1].tolist(), hist["reach"].tolist())):
+            steps.append(loc[a:b])
+            if r == 0:
+                tables.append(None)
+                continue
+            gc = np.cumsum(np.add.reduceat(hc[o:o + top + 1], cut[a:b]))
+            c0 = gc[j - a] + hc[o + int(loc[j]) + 1:o + k0 + 1].sum()
+            np.subtract(c0, gc, out=gc)
+            tables.append((dh[a:b], gc))
+        return steps, tables
 
     @staticmethod
     def _steps_of(hist: dict) -> list:
@@ -268,6 +331,8 @@ class _PricedSearch:
         tabs = self.move_tables(st) if tables is None else tables
         b = self._ibound[0]
         slack = (b * (1.0 + 1e-12) if math.isfinite(b) else np.inf) - self._totals(st)[1]
+        if steps is not None and self._row0_grows:
+            return self._trades_joined(st, tabs, steps, slack)
         # a move of n can be part of an improving pair only if some other exit's best
         # gain makes up for its loss and some other exit's cheapest move pays for it
         # (the current candidate of every exit gains 0 at cost 0)
@@ -305,30 +370,101 @@ class _PricedSearch:
         all_dc = np.concatenate([f[0] for f in fr])
         all_dh = np.concatenate([f[1] for f in fr])
         all_k = np.concatenate([f[2] for f in fr])
+        return self._pairs(out, slack, sizes, starts, all_dc, all_dh, all_k)
+
+    def _trades_joined(self, st: HardState, tabs: list, steps: list, slack: float) -> list:
+        """:meth:`_trades` with ``steps`` where row 0 grows with the exit index: every
+        exit's frontier (:meth:`_frontier`) found at once over the tables of all exits
+        end to end; the same predictions in the same order.
+
+        Along the joined tables, exit ``n``'s gains are lifted by ``n`` times more
+        than any two gains differ, so that one running maximum restarts at each
+        exit; a move is on its exit's frontier when it lies within the exit's cost
+        ceiling (a prefix: the costs grow with ``k``), gains at least the floor and
+        more than every cheaper move of its exit."""
+        ne = self.n_exits - 1
+        hs, cs, ks = [], [], []
+        for n, tb in enumerate(tabs):
+            if tb is None:  # the current candidate alone, at no gain and no cost
+                hs.append(np.zeros(1))
+                cs.append(np.zeros(1))
+                ks.append(np.array([int(st.index[n])], dtype=np.intp))
+            else:
+                hs.append(tb[0])
+                cs.append(tb[1])
+                ks.append(steps[n])
+        lens = np.array([h.size for h in hs], dtype=np.intp)
+        first = np.zeros(ne, dtype=np.intp)
+        np.cumsum(lens[:-1], out=first[1:])
+        dh, dc, kk = np.concatenate(hs), np.concatenate(cs), np.concatenate(ks)
+        # the best gain of each exit and its cheapest move (the first: costs grow with k)
+        top = np.maximum.reduceat(dh, first).tolist()
+        low = dc[first].tolist()
+        by_top = sorted(range(ne), key=top.__getitem__, reverse=True)
+        by_low = sorted(range(ne), key=low.__getitem__)
+        floor, ceiling = np.empty(ne), np.empty(ne)
+        for n, tb in enumerate(tabs):
+            if tb is None:
+                floor[n], ceiling[n] = -np.inf, np.inf
+            elif ne > 1:
+                floor[n] = -top[by_top[1] if by_top[0] == n else by_top[0]]
+                ceiling[n] = slack - low[by_low[1] if by_low[0] == n else by_low[0]]
+            else:
+                floor[n], ceiling[n] = 0.0, slack - 0.0
+        ex = np.repeat(np.arange(ne), lens)
+        ok = dc <= ceiling[ex]
+        ok &= dh >= floor[ex]
+        sel = np.flatnonzero(ok)
+        # a move below the floor gains less than any that passes it, so the running
+        # maximum may leave it out; the gains are integers of size at most n_samples:
+        # lifted by exit, one running maximum over all exits is each exit's own
+        ex_sel = ex[sel]
+        v = dh[sel]
+        lift = ex_sel * (4.0 * self.n_samples + 4.0)
+        lift += v
+        keep = np.empty(sel.size, dtype=bool)
+        keep[:1] = True
+        np.greater(lift[1:], np.maximum.accumulate(lift)[:-1], out=keep[1:])
+        sel, ex_sel = sel[keep], ex_sel[keep]
+        all_dc, all_dh, all_k = dc[sel], v[keep], kk[sel]
+        sizes = np.bincount(ex_sel, minlength=ne)
+        starts = np.zeros(ne + 1, dtype=np.intp)
+        np.cumsum(sizes, out=starts[1:])
+        # single moves: the last move of each frontier within the slack
+        within = np.bincount(ex_sel[all_dc <= slack], minlength=ne)
+        out = []
+        for n, (a, w) in enumerate(zip(starts[:-1].tolist(), within.tolist())):
+            if w:
+                p = a + w - 1
+                g, c = float(all_dh[p]), float(all_dc[p])
+                if g > 0 or (g == 0 and c < 0):
+                    out.append((g, -c, ((n, int(all_k[p])),)))
+        return self._pairs(out, slack, sizes.tolist(), starts.tolist(), all_dc, all_dh, all_k)
+
+    def _pairs(self, out, slack, sizes, starts, all_dc, all_dh, all_k) -> list:
+        """The pair predictions of :meth:`_trades` from the frontiers of every exit
+        end to end (exit ``n`` at ``starts[n]:starts[n + 1]``), added to the single
+        moves ``out``, all sorted best first."""
+        ne = self.n_exits - 1
         # every pair (i < j) at once: for each frontier move of an exit before j (a
         # prefix of the joined frontiers), the last move of j within what is left
         rest = slack - all_dc
-        pos, qlen, bases, seg_b, seg_ij = [], [], [], [], []
-        base = 0
-        for j in range(1, ne):
-            tj = starts[j]
-            if sizes[j] == 0 or tj == 0:
-                continue
+        js = [j for j in range(1, ne) if sizes[j] and starts[j]]
+        if js:
             # where that move lies among the joined frontiers (starts[j] - 1: none fits)
-            p = fr[j][0].searchsorted(rest[:tj], side="right")
-            p += tj - 1
-            pos.append(p)
-            qlen.append(tj)  # the rows of j: the frontiers before it
-            bases.append(base)
-            for i in range(j):
-                if sizes[i]:
-                    seg_b.append(base + starts[i])
-                    seg_ij.append((i, j))
-            base += tj
-        if base:
-            qlen_a = np.array(qlen, dtype=np.intp)
+            pos = [all_dc[starts[j]:starts[j + 1]].searchsorted(rest[:starts[j]], side="right")
+                   + (starts[j] - 1) for j in js]
+            qlen_a = np.array([starts[j] for j in js], dtype=np.intp)  # the rows of j
+            bases = np.cumsum(qlen_a) - qlen_a
+            base = int(bases[-1] + qlen_a[-1])
+            # the pairs (i < j, i with a frontier), j by j: where each one's rows start
+            starts_a = np.asarray(starts[:-1], dtype=np.intp)
+            seg_j, seg_i = np.nonzero((np.arange(ne) < np.array(js)[:, None])
+                                      & (np.asarray(sizes) > 0))
+            bounds = bases[seg_j] + starts_a[seg_i]
+            seg_j = np.asarray(js)[seg_j]
             qi = np.arange(base, dtype=np.intp)
-            qi -= np.repeat(np.array(bases, dtype=np.intp), qlen_a)
+            qi -= np.repeat(bases, qlen_a)
             pg = np.concatenate(pos)
             first_j = np.repeat(qlen_a, qlen_a)  # where j's frontier starts: starts[j]
             ok = pg >= first_j
@@ -336,7 +472,6 @@ class _PricedSearch:
             gain = np.where(ok, all_dh[qi] + all_dh[pg], -np.inf)
             cost = all_dc[qi] + all_dc[pg]
             # per pair: the best gain, then the lowest cost, then the first
-            bounds = np.array(seg_b, dtype=np.intp)
             lens = np.diff(np.append(bounds, base))
             g_best = np.maximum.reduceat(gain, bounds)
             at_best = gain == np.repeat(g_best, lens)
@@ -344,12 +479,13 @@ class _PricedSearch:
             hit = np.flatnonzero(at_best & (cost == np.repeat(c_best, lens)))
             firsts = hit[np.searchsorted(hit, bounds)]
             g_f, c_f = gain[firsts], cost[firsts]
-            for t in np.flatnonzero((g_f > 0) | ((g_f == 0) & (c_f < 0))):
-                f = firsts[t]
-                i, j = seg_ij[t]
-                out.append((float(g_f[t]), -float(c_f[t]),
-                            ((i, int(all_k[qi[f]])), (j, int(all_k[pg[f]])))))
-        out.sort(key=lambda x: (x[0], x[1]), reverse=True)
+            good = np.flatnonzero((g_f > 0) | ((g_f == 0) & (c_f < 0)))
+            fg = firsts[good]
+            for i, j, g, c, ki, kj in zip(seg_i[good].tolist(), seg_j[good].tolist(),
+                                          g_f[good].tolist(), c_f[good].tolist(),
+                                          all_k[qi[fg]].tolist(), all_k[pg[fg]].tolist()):
+                out.append((g, -c, ((i, ki), (j, kj))))
+        out.sort(key=_GAIN_COST, reverse=True)
         return out
 
     def trade(self, st: HardState, *, max_rounds: int = 1000, patience: int = 4,
@@ -395,8 +531,11 @@ class _PricedSearch:
             moved = False
             used: set = set()
             misses = 0
-            steps = self._steps_of(hist) if self._row0_grows else None
-            for _, _, mv in self._trades(st, self._tables_of(hist, steps), steps):
+            if self._row0_grows:
+                steps, tables = self._step_tables(hist)
+            else:
+                steps, tables = None, self._tables_of(hist)
+            for _, _, mv in self._trades(st, tables, steps):
                 if any(n in used for n, _ in mv):
                     continue
                 if moved and misses >= patience:
@@ -406,7 +545,7 @@ class _PricedSearch:
                     idx[n] = k
                 self.trades_tried += 1
                 new, delta = self._try(st, idx)
-                if delta is not None and self.feasible(new) and new.key() > st.key():
+                if delta is not None and new.key() > st.key() and self.feasible(new):
                     self._commit(new, delta)
                     st, moved, misses = new, True, 0
                     used.update(n for n, _ in mv)

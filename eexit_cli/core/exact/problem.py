@@ -116,6 +116,19 @@ def _floor_limit(x: float) -> int:
     return math.floor(x)
 
 
+def _first_true(lv: np.ndarray) -> np.ndarray:
+    """The row of the first True in every column of the boolean ``(K, S)`` array
+    ``lv``, whose last row is all True: ``lv.argmax(axis=0)``, as int8 (int16 for
+    K > 127), by the least of ``j`` (True) or ``K`` (False) over the rows, a
+    reduction that runs along the rows at once (argmax over axis 0 goes column by
+    column)."""
+    k = lv.shape[0]
+    dt, top = (np.int8, 127) if k <= 127 else (np.int16, 32767)
+    code = lv.view(np.int8) * (np.arange(k, dtype=dt) - dt(top))[:, None]
+    code += dt(top)
+    return code.min(axis=0)
+
+
 class _Problem:
     """The data of one split prepared for exact searches, the exact outcome of
     states and moves, and the repair (the base of
@@ -318,11 +331,17 @@ class _Problem:
 
     def exits(self, index) -> np.ndarray:
         """0-based exit of every sample (as :func:`replay.exit_indices`)."""
-        ne = self.n_exits - 1
-        out = np.full(self.n_samples, ne, dtype=self._exit_dtype)
-        for n in range(ne - 1, -1, -1):
-            # the samples ranked above the threshold, read from the order by rank
-            out[self._above(n, index[n])] = n
+        # every exit's comparison at once (the last exit: every sample leaves), in
+        # blocks of samples that keep the temporaries small
+        thr = np.zeros(self.n_exits, dtype=self._ranks_pad.dtype)
+        thr[:-1] = index
+        thr = thr[:, None]
+        m, step = self.n_samples, 1 << 16
+        if m <= step:
+            return _first_true(self._ranks_pad > thr).astype(self._exit_dtype, copy=False)
+        out = np.empty(m, dtype=self._exit_dtype)
+        for a in range(0, m, step):
+            out[a:a + step] = _first_true(self._ranks_pad[:, a:a + step] > thr)
         return out
 
     def _summarise(self, ex) -> tuple[int, np.ndarray]:
@@ -418,22 +437,24 @@ class _Problem:
         """Exit taken by the samples ``sub`` once they pass exit ``n``."""
         ne = self.n_exits - 1
         k = ne - n - 1
-        if 0 < k and sub.size * k <= 16_384:
-            # few samples: one comparison of every later exit (and of the last, which
-            # everyone leaves), no loop over exits
-            thr = np.zeros(k + 1, dtype=np.intp)
+        if 0 < k and sub.size * k <= 65_536:
+            # not too many samples and exits: one comparison of every later exit (and
+            # of the last, which everyone leaves) and the first row where each leaves
+            thr = np.zeros(k + 1, dtype=self._ranks_pad.dtype)
             thr[:k] = index[n + 1:ne]
-            lv = self._ranks_pad[n + 1:, sub] > thr[:, None]
-            out = lv.argmax(axis=0).astype(self._exit_dtype)
+            # (take: rows laid end to end, which the reduction over rows needs)
+            lv = self._ranks_pad[n + 1:].take(sub, axis=1) > thr[:, None]
+            out = _first_true(lv).astype(self._exit_dtype, copy=False)
             out += n + 1
             return out
+        # exit by exit, over the samples that have not left yet
         out = np.full(sub.size, ne, dtype=self._exit_dtype)
         pending = sub
         pos = np.arange(sub.size)
         for j in range(n + 1, ne):
             if pending.size == 0:
                 break
-            lv = self._ranks[j, pending] > index[j]
+            lv = self._ranks[j].take(pending) > index[j]
             out[pos[lv]] = j
             keep = ~lv
             pending, pos = pending[keep], pos[keep]
@@ -452,29 +473,55 @@ class _Problem:
         return new
 
     def _try(self, st: HardState, new_index):
-        """Outcome of ``new_index`` from ``st`` and the exits that change; ``st`` stays current."""
+        """Outcome of ``new_index`` from ``st`` and the exits that change; ``st`` stays current.
+
+        A move of one threshold needs no pass over the later exits when it goes
+        down: the samples of its band that reach it leave there."""
         new_index = np.asarray(new_index, dtype=np.intp)
-        changed = np.flatnonzero(new_index != st.index)
+        old = st.index
+        changed = np.flatnonzero(new_index != old)
         if changed.size == 0:
             return st, None
         ex = self._load(st)
         self.moves += 1
         p = int(changed[0])
-        spans = [sorted((int(st.index[n]), int(new_index[n]))) for n in changed]
-        if sum(int(self._pos[n][hi] - self._pos[n][lo]) for n, (lo, hi) in zip(changed, spans)) \
-                * 4 > self.n_samples:
-            # large bands (e.g. every threshold shifted): a full evaluation costs less
-            new_e = self.exits(new_index)
-            hits, counts = self._summarise(new_e)
-            return self._make(new_index, hits, counts), (None, new_e)
-        sub = self._between(st.index, new_index, changed)
-        sub = sub[ex[sub] >= p]
-        old_e = ex[sub]
-        new_e = self._next_after(p - 1, sub, new_index)
-        counts = st.counts + np.bincount(new_e, minlength=self.n_exits) \
-            - np.bincount(old_e, minlength=self.n_exits)
-        hits = st.hits + self._hits(new_e, sub) - self._hits(old_e, sub)
-        return self._make(new_index, hits, counts), (sub, new_e)
+        if changed.size == 1:
+            a, b = int(old[p]), int(new_index[p])
+            pos = self._pos[p]
+            lo, hi = (int(pos[b]), int(pos[a])) if b < a else (int(pos[a]), int(pos[b]))
+            if (hi - lo) * 4 <= self.n_samples:
+                sub = self._order[p, lo:hi].astype(np.intp)
+                old_e = ex[sub]
+                if b < a:
+                    # ranked in (b, a]: those reaching p passed it and now leave there
+                    keep = old_e > p
+                    sub, old_e = sub[keep], old_e[keep]
+                    new_e = np.full(sub.size, p, dtype=self._exit_dtype)
+                    gained = int(np.count_nonzero(self.correct[p, sub]))
+                else:
+                    # ranked in (a, b]: those reaching p left there and now pass it
+                    keep = old_e >= p
+                    sub, old_e = sub[keep], old_e[keep]
+                    new_e = self._next_after(p, sub, new_index)
+                    gained = self._hits(new_e, sub)
+                counts = st.counts + np.bincount(new_e, minlength=self.n_exits) \
+                    - np.bincount(old_e, minlength=self.n_exits)
+                hits = st.hits + gained - self._hits(old_e, sub)
+                return self._make(new_index, hits, counts), (sub, new_e)
+        elif sum(int(self._pos[n][max(old[n], new_index[n])] - self._pos[n][min(old[n], new_index[n])])
+                 for n in changed.tolist()) * 4 <= self.n_samples:
+            sub = self._between(old, new_index, changed)
+            sub = sub[ex[sub] >= p]
+            old_e = ex[sub]
+            new_e = self._next_after(p - 1, sub, new_index)
+            counts = st.counts + np.bincount(new_e, minlength=self.n_exits) \
+                - np.bincount(old_e, minlength=self.n_exits)
+            hits = st.hits + self._hits(new_e, sub) - self._hits(old_e, sub)
+            return self._make(new_index, hits, counts), (sub, new_e)
+        # large bands (e.g. every threshold shifted): a full evaluation costs less
+        new_e = self.exits(new_index)
+        hits, counts = self._summarise(new_e)
+        return self._make(new_index, hits, counts), (None, new_e)
 
     def _commit(self, new: HardState, delta) -> None:
         sub, new_e = delta
