@@ -222,26 +222,3 @@ def test_ranks_starts_and_order_match_unique(case):
         # samples by rank: the ranks read in that order never decrease
         assert sorted(hp._order[n].tolist()) == list(range(m))
         assert np.all(np.diff(hp._ranks[n][hp._order[n]]) >= 0)
-
-
-@pytest.mark.parametrize("seed", range(12))
-def test_heuristic_state_worked_out_along_the_rule_is_its_thresholds_state(seed):
-    from eexit_cli.core.baselines import heuristic
-
-    scores, correct, costs = random_problem(2 + seed % 5, 50 + 40 * seed, 300 + seed, ties=seed % 2 == 0)
-    budget = float(costs[0] + (0.1 + 0.07 * seed) * (costs[-1] - costs[0]))
-    hp = HardProblem(scores, correct, costs, budget)
-    adopted = []
-    plain_adopt = hp._adopt
-    hp._adopt = lambda index, exits: adopted.append((plain_adopt(index, exits), exits.copy()))
-    res = heuristic(scores, correct, costs, budget, hard=hp)
-    (st, exits), = adopted
-    # the rule's own exits and state are those of a plain evaluation of its thresholds
-    fresh = HardProblem(scores, correct, costs, budget)
-    raw = fresh.index_of(res.raw_thresholds)
-    want = fresh.state(raw)
-    assert np.array_equal(st.index, raw)
-    assert np.array_equal(exits, fresh.exits(raw)) and exits.dtype == fresh.exits(raw).dtype
-    assert st.hits == want.hits and np.array_equal(st.counts, want.counts)
-    assert np.array_equal(st.means, want.means)
-    assert res.raw_mean_latency == want.mean_latency

@@ -147,27 +147,19 @@ def heuristic(scores, correct, costs, budget: float, *, hard: HardProblem | None
     # everything" and the repair brings it within the tail budgets
     fractions, q = geometric_exit_fractions(hard.costs, min(hard.budget, float(np.max(hard.costs))))
     thresholds = np.empty(n_exits - 1)
-    index = np.empty(n_exits - 1, dtype=np.intp)
-    # the exit of every sample, known along the way: the rule's state needs no pass
-    exits = np.full(m, n_exits - 1, dtype=hard._exit_dtype)
     undecided = np.arange(m)
     for n in range(n_exits - 1):
         values = hard._values[n]
         take = min(int(np.ceil(fractions[n] * m - 1e-9)), undecided.size)
         if take <= 0:
-            index[n] = values.size  # nobody leaves
-            thresholds[n] = hard.candidate(n, values.size)
+            thresholds[n] = hard.candidate(n, values.size)  # nobody leaves
             continue
         ranks = hard._ranks[n, undecided]
         # the take-th highest rank; the candidate just below it lets at least
         # `take` samples leave (ties at the boundary leave together)
         k = int(np.partition(ranks, ranks.size - take)[ranks.size - take]) - 1
-        index[n] = k
         thresholds[n] = hard.candidate(n, k)
-        leaves = ranks > k
-        exits[undecided[leaves]] = n
-        undecided = undecided[~leaves]
-    hard._adopt(index, exits)
+        undecided = undecided[ranks <= k]
     return _finish(hard, thresholds, {"q": q, "fractions": [float(x) for x in fractions]})
 
 

@@ -368,16 +368,6 @@ class _Problem:
         self._exit, self._current = ex, st
         return st
 
-    def _adopt(self, index, exits) -> HardState:
-        """The state of ``index`` from the exit of every sample, worked out already
-        (``exits`` must be what :meth:`exits` gives for ``index``, dtype included;
-        not checked), made current without a pass; ``exits`` becomes the problem's."""
-        self.evaluations += 1
-        hits, counts = self._summarise(exits)
-        st = self._make(np.array(index, dtype=np.intp), hits, counts)
-        self._exit, self._current = exits, st
-        return st
-
     def evaluate(self, index) -> HardState:
         """Exact outcome of candidate indices, as :meth:`state`, updated from the
         current state when there is one (a move) instead of from scratch."""
