@@ -27,10 +27,9 @@ _ARRAYS = ("scores", "correct", "labels")
 
 
 def _child(conn, path, confidence, ignore_index) -> None:
-    # the parent answers Ctrl-C; the child just stops when killed (it starts with
-    # SIGINT blocked, see read_exits_isolated)
+    # the parent answers Ctrl-C; the child just stops when killed (until here a
+    # SIGINT is only recorded, see _InterruptsHeld)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _set_sigint_mask(signal.SIG_UNBLOCK)
     try:
         out = read_exits(path, confidence=confidence, ignore_index=ignore_index)
         # the arrays go as raw bytes after a small header: no pickled copies of them
@@ -66,13 +65,38 @@ def _receive_outputs(conn, header: dict) -> ExitOutputs:
     return ExitOutputs(**header, **arrays)
 
 
-def _set_sigint_mask(how, mask=None):
-    """``pthread_sigmask`` for SIGINT (or back to ``mask``); a no-op where there is none."""
-    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not on POSIX
-        return None
-    if how == signal.SIG_SETMASK:
-        return None if mask is None else signal.pthread_sigmask(how, mask)
-    return signal.pthread_sigmask(how, {signal.SIGINT})
+class _InterruptsHeld:
+    """Holds a Ctrl-C back while the child is started, then delivers it.
+
+    A SIGINT that arrives while the child is being forked would otherwise raise
+    ``KeyboardInterrupt`` before the child is known here, leaving it behind, blocked
+    on a file that never arrives and holding this process's stdout and stderr open.
+    Blocking the signal is not enough: a process-directed SIGINT goes to any thread
+    that does not block it (onnxruntime and torch keep native thread pools) and
+    Python still raises in the main thread.  So the main thread's handler only
+    records it, and the signal is raised again once the child is started.  Off the
+    main thread nothing is raised by a signal, and nothing is held.
+    """
+
+    def __enter__(self):
+        self.held, self.active = False, False
+        try:
+            # None: a handler not installed from Python, put back as it was
+            self.old = signal.signal(signal.SIGINT, self._hold)
+            self.active = True
+        except ValueError:  # not the main thread
+            pass
+        return self
+
+    def _hold(self, signum, frame):
+        self.held = True
+
+    def __exit__(self, *exc):
+        if self.active:
+            signal.signal(signal.SIGINT, signal.SIG_DFL if self.old is None else self.old)
+            if self.held:
+                signal.raise_signal(signal.SIGINT)
+        return False
 
 
 def read_exits_isolated(path, confidence: str | None = None, ignore_index: int | None = None) -> ExitOutputs:
@@ -85,15 +109,12 @@ def read_exits_isolated(path, confidence: str | None = None, ignore_index: int |
     receive, send = ctx.Pipe(duplex=False)
     child = ctx.Process(target=_child, args=(send, path, confidence, ignore_index), daemon=True)
     try:
-        # a Ctrl-C during the fork would leave a child that nobody kills, blocked
-        # on a file that never arrives and holding this process's stdout and
-        # stderr open: it waits until the child exists and is known here
-        mask = _set_sigint_mask(signal.SIG_BLOCK)
+        # a Ctrl-C during the fork waits until the child exists and is known here
         try:
-            child.start()
+            with _InterruptsHeld():
+                child.start()
         finally:
             send.close()
-            _set_sigint_mask(signal.SIG_SETMASK, mask)
         try:
             kind, value = receive.recv()
             if kind == "ok":
