@@ -154,7 +154,7 @@ def heuristic(scores, correct, costs, budget: float, *, hard: HardProblem | None
         if take <= 0:
             thresholds[n] = hard.candidate(n, values.size)  # nobody leaves
             continue
-        ranks = hard._ranks[n, undecided]
+        ranks = hard._ranks[n].take(undecided)
         # the take-th highest rank; the candidate just below it lets at least
         # `take` samples leave (ties at the boundary leave together)
         k = int(np.partition(ranks, ranks.size - take)[ranks.size - take]) - 1
