@@ -152,16 +152,14 @@ def heuristic(scores, correct, costs, budget: float, *, hard: HardProblem | None
         values = hard._values[n]
         take = min(int(np.ceil(fractions[n] * m - 1e-9)), undecided.size)
         if take <= 0:
-            k = values.size  # nobody leaves
-        else:
-            ranks = hard._ranks[n, undecided]
-            # the take-th highest rank; the candidate just below it lets at least
-            # `take` samples leave (ties at the boundary leave together)
-            kth = int(np.partition(ranks, ranks.size - take)[ranks.size - take])
-            k = kth - 1
+            thresholds[n] = hard.candidate(n, values.size)  # nobody leaves
+            continue
+        ranks = hard._ranks[n].take(undecided)
+        # the take-th highest rank; the candidate just below it lets at least
+        # `take` samples leave (ties at the boundary leave together)
+        k = int(np.partition(ranks, ranks.size - take)[ranks.size - take]) - 1
         thresholds[n] = hard.candidate(n, k)
-        leaves = hard._ranks[n, undecided] > k
-        undecided = undecided[~leaves]
+        undecided = undecided[ranks <= k]
     return _finish(hard, thresholds, {"q": q, "fractions": [float(x) for x in fractions]})
 
 

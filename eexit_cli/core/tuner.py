@@ -553,13 +553,13 @@ def tune(scores, correct, costs, budget=None, *, tail=None, method: str = "ippp"
                             stopped=res.stopped, seconds=t_solved - t_start)
 
     repaired, shift = hard.repair(t_ippp)
-    was_repaired = not hard.feasible(hard.evaluate(hard.index_of(t_ippp)))
+    was_repaired = shift != 0.0  # 0 exactly when t_ippp is feasible (NaN: no shift works)
     if was_repaired:
-        stages["repaired"] = _stage(hard, hard.thresholds_of(repaired.index), None, shift=shift)
         rep_t = hard.thresholds_of(repaired.index)
+        stages["repaired"] = _stage(hard, rep_t, None, state=repaired, shift=shift)
     else:
         rep_t = t_ippp
-    final_t = rep_t
+    final_t, final_state = rep_t, repaired
     if polish:
         starts = {"ippp": repaired}
         starts["warm_start"] = hard.repair(to_orig(ws.thresholds))[0]
@@ -570,10 +570,11 @@ def tune(scores, correct, costs, budget=None, *, tail=None, method: str = "ippp"
         sweeps0, trades0 = hard.pair_sweeps, hard.trades_tried
         best_name, best, rounds_total = _polish_starts(hard, starts)
         if best is not None and best.key() > repaired.key():
-            final_t = hard.thresholds_of(best.index)
+            final_t, final_state = hard.thresholds_of(best.index), best
         elif best is not None:
             best_name = "ippp"
-        stages["polished"] = _stage(hard, final_t, None, start=best_name, rounds=rounds_total,
+        stages["polished"] = _stage(hard, final_t, None, state=final_state, start=best_name,
+                                    rounds=rounds_total,
                                     pair_sweeps=hard.pair_sweeps - sweeps0,
                                     trades=hard.trades_tried - trades0,
                                     seconds=time.perf_counter() - t_solved)
@@ -680,8 +681,11 @@ def _round_bits(x, bits: int = 40):
     return np.ldexp(np.round(m * 2.0 ** bits) / 2.0 ** bits, e)
 
 
-def _stage(hard: HardProblem, thresholds, smooth, **extra) -> dict:
-    st = hard.evaluate(hard.index_of(thresholds))
+def _stage(hard: HardProblem, thresholds, smooth, state=None, **extra) -> dict:
+    """The record of one stage: the hard outcome of ``thresholds`` (``state`` when it
+    is theirs already), the smoothed one and ``extra``."""
+    index = hard.index_of(thresholds)
+    st = state if state is not None and np.array_equal(state.index, index) else hard.evaluate(index)
     out = {
         "thresholds": np.asarray(thresholds, dtype=np.float64),
         "accuracy": st.hits / hard.n_samples,
@@ -700,7 +704,7 @@ def _result(thresholds, method, budget, scores, correct, costs, smooth, converge
     rep = replay_checked(scores, correct, thresholds, costs)  # checked where tune() began
     if budget is not None and rep.mean_latency > budget:  # pragma: no cover - guarded by the exact machinery
         raise RuntimeError("internal error: tuned thresholds exceed the budget")
-    lat = costs[rep.exit_index]
+    lat = costs[rep.exit_index] if tails else None  # per-sample latencies: for tail budgets only
     if any(not tb.holds(lat) for tb in tails):  # pragma: no cover - guarded by the exact machinery
         raise RuntimeError("internal error: tuned thresholds exceed a tail budget")
     message = "; ".join(notes) if notes else "ok"
@@ -721,5 +725,5 @@ def _result(thresholds, method, budget, scores, correct, costs, smooth, converge
         params=params,
         stages=stages,
         warnings=tuple(warnings),
-        tail=tuple(tail_records(tails, lat)),
+        tail=tuple(tail_records(tails, lat)) if tails else (),
     )

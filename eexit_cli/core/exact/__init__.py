@@ -29,7 +29,8 @@ Methods
 -------
 * :meth:`HardProblem.repair` moves every threshold down by the same amount, the
   smallest that makes the state feasible (bisection; exact when the rows do not
-  decrease with the exit index, as latency does not).
+  decrease with the exit index, as latency does not; the bisection's state and
+  shift are then found from a prediction and a few exact evaluations).
 * :meth:`HardProblem.polish` improves the objective with exact moves that keep
   every constraint: one threshold at a time over every distinct candidate, and
   two thresholds at once over a grid that is exhaustive when the exits have few
@@ -62,7 +63,7 @@ samples in rank order and where each rank starts in it (int32, at most
 ``8 (N-1) M`` bytes), the sorted distinct scores of every exit (at most
 ``8 (N-1) M`` bytes) and the exit every sample takes in the current state
 (``M`` or ``2M`` bytes); it reads ``correct`` (``N M`` bytes) and never copies
-``scores``.  Everything else lives only during one sweep (or, for the window
+``scores`` (it keeps a reference, which the repair's predictions read).  Everything else lives only during one sweep (or, for the window
 tables of one state and threshold, until the next) and is O(M), except during
 :meth:`HardProblem.trade`: two histograms over every candidate of every exit
 (``16 (N-1) M`` bytes at most) for the whole search, and as much again for the

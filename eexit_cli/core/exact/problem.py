@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 OBJECTIVES = ("accuracy", "cost")
+#: The repair's guesses look at this many score crossings at most.
+_GUESS_ALL = 4096
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,41 @@ class HardState:
         return self._key
 
 
+#: The problem's per-exit sort packs the index into the scores' bits up to this many
+#: samples: on synthetic rows (benchmarks/synth.py) ``argsort`` and its gather took
+#: 0.12 / 0.95 / 2.2 / 5.3 / 12.9 ms at 1e4 / 65,536 / 131,072 / 262,144 / 5e5 samples,
+#: the packed sort 0.07 / 0.54 / 1.7 / 8.6 / 19.5 ms (past a 1 MiB array it loses).
+_PACKED_SORT = 131_072
+
+
+def _sorted(x: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The order that sorts the float64 vector ``x`` (ties in index order, NaN last) and
+    ``x`` in that order; ``index`` is ``arange(x.size)`` as int64.
+
+    Up to ``_PACKED_SORT`` scores, the float's bits, made signed-order-preserving
+    and cleared below the bits of an index, carry the index itself: one integer
+    sort.  Where two distinct scores agree on all the bits kept (rare: 64 minus
+    the index's bits), or a NaN is met, and beyond that size, ``argsort`` decides.
+    """
+    m = x.size
+    low = (1 << max(1, (m - 1).bit_length())) - 1
+    if 1 < m <= _PACKED_SORT:
+        key = np.ascontiguousarray(x, dtype=np.float64).view(np.int64)
+        if key[np.argmin(x)] >= 0:  # no negative score: the bits sort as they are (-0.0 first)
+            key = key & ~low
+        else:  # negative floats: their bits (but the sign) reversed
+            key = key ^ ((key >> 63) & 0x7FFF_FFFF_FFFF_FFFF)
+            key &= ~low
+        key |= index
+        key.sort()
+        key &= low
+        srt = x[key]
+        if not (srt[0] != srt[0] or srt[-1] != srt[-1] or np.any(srt[1:] < srt[:-1])):
+            return key, srt
+    order = np.argsort(x)
+    return order, x[order]
+
+
 def _floor_limit(x: float) -> int:
     """The largest int64 ``v`` with ``float(v) <= x`` for integers below 2**53 in size."""
     if x >= 2.0 ** 62:
@@ -100,7 +137,8 @@ class _Problem:
 
     def __init__(self, scores, correct, costs, budget, lower=None, upper=None, *,
                  objective: str = "accuracy", min_hits=None):
-        scores = np.asarray(scores, dtype=np.float64)
+        raw = np.asarray(scores)
+        scores = np.asarray(raw, dtype=np.float64)
         if scores.ndim != 2 or scores.shape[0] < 2 or scores.shape[1] < 1:
             raise ValueError(f"scores must have shape (N >= 2, M >= 1), got {scores.shape}")
         self.n_exits, self.n_samples = scores.shape
@@ -150,17 +188,32 @@ class _Problem:
         self._order = np.empty((ne, m), dtype=itype)
         self._pos = []
         first = np.empty(m, dtype=bool)
+        index = np.arange(m, dtype=np.int64)
+        seq = None  # 0..M: the leading ranks and starts, while every score differs
         for k in range(ne):
             # one sort gives the distinct values and the ranks (1-based)
-            order = np.argsort(scores[k])
-            srt = scores[k][order]
+            order, srt = _sorted(scores[k], index)
             first[0] = True
             np.not_equal(srt[1:], srt[:-1], out=first[1:])
             self._values.append(srt[first])
             del srt
-            self._ranks[k, order] = np.cumsum(first, dtype=self._ranks.dtype)
             self._order[k] = order
-            self._pos.append(np.append(np.flatnonzero(first), m).astype(itype))
+            if seq is None:
+                seq = np.arange(m + 1, dtype=itype)
+                seq.flags.writeable = False
+            # ranks in sorted order: 1..M up to the first tie, then a running count
+            tie = int(first.argmin()) if not first.all() else m
+            if tie == m:
+                self._ranks[k, order] = seq[1:]
+                self._pos.append(seq)
+            else:
+                rs = np.empty(m, dtype=itype)
+                rs[:tie] = seq[1:tie + 1]
+                np.cumsum(first[tie:], dtype=itype, out=rs[tie:])
+                rs[tie:] += tie
+                self._ranks[k, order] = rs
+                self._pos.append(np.concatenate(
+                    (seq[:tie], np.flatnonzero(first[tie:]).astype(itype) + tie, seq[m:])))
             del order
         # integer fixed point per row: |total| < 2**52 stays exact in float64
         scale = np.empty(self.n_rows)
@@ -188,6 +241,19 @@ class _Problem:
         self.trades_tried = 0
         # passing an exit never makes row 0 cheaper: single-move costs grow with k
         self._row0_grows = bool(np.all(np.diff(self._icost[0]) >= 0))
+        # the repair's guesses read scores (a reference, never a copy: float input as given)
+        self._score_rows = raw if raw.dtype.kind == "f" else scores
+        # shifting every threshold down moves samples to earlier exits only: no bounded
+        # row then grows, so feasibility cannot be lost along the shift
+        bounded = np.isfinite(bounds)
+        self._shift_monotone = min_hits is None and bool(
+            np.all(np.diff(rows[bounded], axis=1) >= 0))
+        # a sample leaving at exit n instead of n + 1 lowers row r by _drops[r, n]
+        self._drops = np.diff(self._icost_int, axis=1)
+        # a bound on the rounding error of a float mean (counts / M) @ row
+        self._row_scale = np.max(np.abs(rows), axis=1)
+        self._row_scale[self._row_scale == 0] = 1.0
+        self._mean_rounding = (n + 2) * 2.0 ** -52 * self._row_scale
 
     # ------------------------------------------------------------- candidates
     @staticmethod
@@ -238,10 +304,11 @@ class _Problem:
     def index_of(self, thresholds) -> np.ndarray:
         """Candidate indices with the same hard behaviour as ``thresholds``."""
         t = np.asarray(thresholds, dtype=np.float64)
-        return np.array(
-            [np.searchsorted(self._values[n], t[n], side="right") for n in range(self.n_exits - 1)],
-            dtype=np.intp,
-        )
+        if t.shape != (self.n_exits - 1,):
+            return np.array([np.searchsorted(self._values[n], t[n], side="right")
+                             for n in range(self.n_exits - 1)], dtype=np.intp)
+        return np.array([v.searchsorted(x, side="right") for v, x in zip(self._values, t.tolist())],
+                        dtype=np.intp)
 
     def thresholds_of(self, index) -> np.ndarray:
         """Threshold values (midpoints) for candidate indices."""
@@ -463,6 +530,16 @@ class _Problem:
         no row decreases with the exit index).  Returns the state and the shift:
         0 when ``thresholds`` are feasible already, NaN when no shift works, in
         which case every sample is sent to the exit cheapest in row 0.
+
+        The shift returned is the upper end of that bisection once it stops
+        (halving ``[0, s0]``, ``s0`` the first shift that sends every sample to
+        the first exit, until one score crossing or no float separates the ends).
+        When feasibility cannot decrease along the shift (no bounded row
+        decreases with the exit index, no ``min_hits``, and the bound lies clear
+        of the float rounding of the two states around the answer), the state
+        is found by :meth:`_first_feasible` and the bisection's ends are then
+        replayed on floats alone (:meth:`_replay_shift`): same state, same shift,
+        a few evaluations instead of one per halving.
         """
         t = np.asarray(thresholds, dtype=np.float64)
         st = self.evaluate(self.index_of(t))
@@ -473,10 +550,20 @@ class _Problem:
         hi = hi + max(hi, 1.0) * 1e-6 + 1e-300
         while not (np.max(t - hi) < bottom):
             hi *= 2.0
-        st_hi = self.move(st, self.index_of(t - hi))
+        # every threshold below every score: everyone leaves at the first exit
+        st_hi = self._first_exit_state()
         if not self.feasible(st_hi):
             return self._cheapest_state(), float("nan")
-        lo, st_lo = 0.0, st
+        if self._shift_monotone:
+            found = self._first_feasible(t, st, hi, st_hi)
+            if found is not None and self._clear_of_bounds(*found):
+                prev, ans = found
+                return ans, self._replay_shift(t, hi, prev.index, ans.index)
+        return self._bisect_shift(t, st, hi, st_hi)
+
+    def _bisect_shift(self, t, st_lo, hi, st_hi) -> tuple[HardState, float]:
+        """The bisection of :meth:`repair` on ``[0, hi]``, one evaluation per halving."""
+        lo = 0.0
         for _ in range(2000):
             if int(np.sum(st_lo.index - st_hi.index)) <= 1:
                 break  # at most one score crossing in between: st_hi is the first feasible
@@ -495,6 +582,214 @@ class _Problem:
                 else:
                     lo, st_lo = mid, s_mid
         return st_hi, hi
+
+    def _first_exit_state(self) -> HardState:
+        """Every sample leaving at the first exit (every index 0), without a pass."""
+        counts = np.zeros(self.n_exits, dtype=np.int64)
+        counts[0] = self.n_samples
+        hits = int(np.count_nonzero(self.correct[0]))
+        return self._make(np.zeros(self.n_exits - 1, dtype=np.intp), hits, counts)
+
+    def _first_feasible(self, t, st_lo, hi, st_hi):
+        """The last infeasible and the first feasible state along the common shift
+        of ``t`` in ``(0, hi]`` (``st_lo`` at shift 0 infeasible, ``st_hi`` at ``hi``
+        feasible; feasibility assumed not to decrease with the shift).
+
+        Each step evaluates exactly the states at the two shifts on either side of
+        the crossing :meth:`_shift_guess` predicts.  Its prediction looks at the
+        crossings below a reach: every crossing of the bracket once they are at most
+        ``_GUESS_ALL``, else those below the regula falsi point of the largest
+        relative excess of a row over its bound (Illinois: an end kept twice in a
+        row counts half), where the state is evaluated instead when even those are
+        too many.  Once a prediction fails to narrow the bracket, it is halved.  The
+        bracket ends at one score crossing, or where no float separates its ends
+        (several crossings at the same shift).  None if it has not ended after 200
+        steps."""
+        lo, guided, reach, kept = 0.0, True, None, 0
+        g_lo, g_hi = self._excess(st_lo), self._excess(st_hi)
+        for _ in range(200):
+            count = int(np.sum(st_lo.index - st_hi.index))
+            if count <= 1 or not np.nextafter(lo, hi) < hi:
+                return st_lo, st_hi
+            shifts = (0.5 * (lo + hi),)
+            if guided:
+                if count <= _GUESS_ALL:
+                    reach = hi
+                elif reach is None or not lo < reach < hi:
+                    w = hi - lo
+                    reach = min(max(lo + w * (g_lo / (g_lo - g_hi)), lo + w / 32), hi - w / 32)
+                kind, shifts = self._shift_guess(t, lo, st_lo, hi, st_hi, reach)
+                if kind == "further":  # beyond the crossings looked at: look further
+                    if reach >= hi:
+                        guided = False
+                    elif shifts[0] < hi:
+                        reach = shifts[0]
+                    else:  # past the bracket: the state between the reach and its end
+                        reach = 0.5 * (reach + hi)
+                        if not lo < reach < hi:
+                            guided = False
+                        else:
+                            shifts = (reach,)
+                            kind = "probe"
+                    if kind == "further" or not guided:
+                        continue
+            narrowed = False
+            for s in shifts:
+                if not lo < s < hi:
+                    continue
+                idx = self.index_of(t - s)
+                if np.array_equal(idx, st_hi.index):
+                    hi = s
+                    continue
+                if np.array_equal(idx, st_lo.index):
+                    lo = s
+                    continue
+                base = st_lo if self._current is st_lo else st_hi
+                new = self.move(base, idx)
+                narrowed = True
+                if self.feasible(new):
+                    hi, st_hi, g_hi = s, new, self._excess(new)
+                    if kept == 1:
+                        g_lo *= 0.5
+                    kept = 1
+                else:
+                    lo, st_lo, g_lo = s, new, self._excess(new)
+                    if kept == -1:
+                        g_hi *= 0.5
+                    kept = -1
+            if not narrowed:
+                guided = False  # the prediction missed the bracket's crossings: halve
+            reach = None
+        return None
+
+    def _excess(self, st: HardState) -> float:
+        """The largest excess of a bounded row's mean over its bound, relative to the
+        row's largest cost (positive exactly when some bound is broken)."""
+        fin = np.isfinite(self.bounds)
+        return float(np.max((st.means[fin] - self.bounds[fin]) / self._row_scale[fin]))
+
+    def _shift_guess(self, t, lo, st_lo, hi, st_hi, reach):
+        """``("guess", shifts)``: the shifts on either side of the predicted first
+        feasible one; ``("further", (reach,))`` when the prediction lies beyond the
+        crossings looked at; ``("probe", (reach,))`` when those are too many to
+        look at (the state at ``reach`` is then evaluated).
+
+        The crossings looked at: those at shifts below ``reach`` (every one of the
+        bracket when ``reach`` is its end ``hi``), if at most ``_GUESS_ALL``.  A
+        sample at exit ``n`` leaves there once the shift passes about
+        ``t_n - s_nm``: from those shifts (their running minimum over the exits)
+        come the exits of the samples concerned at every shift, and the first
+        shift at which the fixed-point totals of every row come within their
+        bounds.  A guide only: the states at the shifts returned are evaluated
+        exactly."""
+        ne = self.n_exits - 1
+        lo_i, hi_i = st_lo.index, st_hi.index
+        kl = hi_i if reach >= hi else np.maximum(hi_i, self.index_of(t - reach))
+        if int(np.sum(lo_i - kl)) > _GUESS_ALL:
+            return "probe", (reach,)
+        order, pos = self._order, self._pos
+        parts = [order[n, pos[n][a]:pos[n][b]] for n, a, b in
+                 zip(range(ne), kl.tolist(), lo_i.tolist()) if a < b]
+        if not parts:  # no crossing below the reach
+            return "further", (lo + (reach - lo) * 4.0,)
+        mark = np.zeros(self.n_samples, dtype=bool)
+        mark[np.concatenate(parts)] = True
+        sub = np.flatnonzero(mark)
+        # the shift at which each sample would leave at each exit, then the running
+        # minimum over the exits: the shift from which it leaves there or earlier;
+        # below lo it has left already, from reach on it is not looked at
+        lv = np.take(self._score_rows[:ne], sub, axis=1)
+        lv = np.subtract(t[:, None], lv, out=lv if lv.dtype == np.float64 else None)
+        for n in range(1, ne):
+            np.minimum(lv[n - 1], lv[n], out=lv[n])
+        flat = np.flatnonzero((lv >= lo) & (lv < reach))
+        key = lv.ravel()[flat]
+        order = np.argsort(key)
+        key = key[order]
+        at = flat[order] // sub.size
+        totals = self._totals(st_lo)
+        p, grow = 0, 1.0
+        for r in range(self.n_rows):
+            limit = self._ilimit[r]
+            need = 0 if limit is None else int(totals[1 + r]) - limit
+            if need <= 0:
+                continue
+            cum = np.cumsum(self._drops[r][at])
+            pr = int(np.searchsorted(cum, need, side="left"))
+            if pr >= key.size:
+                got = int(cum[-1]) if cum.size else 0
+                grow = max(grow, 4.0 if got <= 0 else 1.5 * need / got)
+            p = max(p, pr)
+        if key.size == 0 or grow > 1.0 or not key[p] < reach:
+            return "further", (lo + (reach - lo) * min(max(grow, 1.25), 4.0),)
+        # the crossings on either side of the predicted one, those that move no
+        # sample included (the state's index changes there all the same)
+        v = float(key[p])
+        vals = self._values
+        cross = np.concatenate([t[n] - vals[n][a:b] for n, a, b in
+                                zip(range(ne), kl.tolist(), lo_i.tolist()) if a < b])
+        below = cross[cross < v]
+        above = cross[cross > v]
+        a = float(below.max()) if below.size else lo
+        b = float(above.min()) if above.size else reach
+        return "guess", (0.5 * (a + v), 0.5 * (v + b))
+
+    def _clear_of_bounds(self, prev: HardState, ans: HardState) -> bool:
+        """Whether feasibility along the shift is decided the same by exact means and by
+        their float values: ``ans`` meets every bound and ``prev`` breaks one, each by
+        more than twice the rounding of a mean (states on either side, whose exact
+        means lie further out, then fall the same way)."""
+        if int(np.sum(prev.index - ans.index)) < 1 or not self.feasible(ans) or self.feasible(prev):
+            return False
+        slack = self._mean_rounding
+        fin = np.isfinite(self.bounds)
+        if np.any(ans.means[fin] > self.bounds[fin] - 2.0 * slack[fin]):
+            return False
+        return bool(np.any(prev.means[fin] > self.bounds[fin] + 2.0 * slack[fin]))
+
+    def _replay_shift(self, t, hi, prev_idx, ans_idx) -> float:
+        """The shift :meth:`_bisect_shift` returns, from the states ``prev_idx`` (the last
+        infeasible along the shift) and ``ans_idx`` (the first feasible) alone.
+
+        The bisection's ends move by its tests only, and each test is a float
+        comparison here: a shift ``s`` reaches ``ans_idx`` when ``t_n - s`` drops
+        below the score crossed last (at an exit ``n`` that changes between the
+        two states), and the search stops once its low end gives ``prev_idx`` and
+        its high end ``ans_idx`` (when they differ by one crossing)."""
+        vals = self._values
+        tl, pl, al = t.tolist(), prev_idx.tolist(), ans_idx.tolist()
+        n_star = next(n for n, (p, q) in enumerate(zip(pl, al)) if p != q)
+        t_star, v_star = tl[n_star], float(vals[n_star][al[n_star]])
+        lo = 0.0
+        if sum(pl) - sum(al) == 1:
+            # the low end gives prev_idx once t_n - lo lies below the score just above
+            # prev_idx at every exit, the high end ans_idx while t_n - hi lies at or
+            # above the score just below ans_idx (Python floats: the same IEEE
+            # subtraction as index_of's; the pairs likeliest to fail first)
+            low = sorted(((tn, float(vals[n][k])) for n, (tn, k) in enumerate(zip(tl, pl))
+                          if k < vals[n].size), key=lambda p: p[1] - p[0])
+            high = sorted(((tn, float(vals[n][k - 1])) for n, (tn, k) in enumerate(zip(tl, al))
+                           if k > 0), key=lambda p: p[0] - p[1])
+            lo_ok = all(tn - lo < v for tn, v in low)
+            hi_ok = all(tn - hi >= v for tn, v in high)
+        else:  # several crossings at one shift: the bisection runs out of floats
+            low = high = None
+            lo_ok = hi_ok = False
+        for _ in range(2000):
+            if lo_ok and hi_ok:
+                break
+            mid = 0.5 * (lo + hi)
+            if not lo < mid < hi:
+                break
+            if t_star - mid < v_star:
+                hi = mid
+                if not hi_ok and high is not None:
+                    hi_ok = all(tn - hi >= v for tn, v in high)
+            else:
+                lo = mid
+                if not lo_ok and low is not None:
+                    lo_ok = all(tn - lo < v for tn, v in low)
+        return hi
 
     def _cheapest_state(self) -> HardState:
         target = int(np.argmin(self.costs))
