@@ -21,6 +21,10 @@ latency), and the derivative of ``V_1`` with respect to ``t_n`` is
 
     P_n * k p_n (1 - p_n) * (V_{n+1} - w_n),    P_n = prod_{i<n} p_i.
 
+The recursion is run on ``D_n = V_{n+1} - w_n`` itself, which is what the
+gradient needs: ``D_{n-1} = p_n D_n + (w_n - w_{n-1})``, with the differences of
+the rewards computed once, and ``V_1 = w_1 + p_1 D_1``.
+
 Only the few exits are looped over in Python; every operation is a whole row
 of M samples.  The logistic function is evaluated as ``0.5 + 0.5 tanh(k x / 2)``,
 which neither overflows nor produces NaN for any ``k``.
@@ -154,12 +158,18 @@ class SmoothProblem:
         # per extra constraint, so that the backward recursion of all of them runs
         # in one pass per exit
         rows = 2 + self.extra_rows.shape[0]
-        self._w = np.empty((self.n_exits, rows, m), dtype=dt)
-        self._w[:, 0] = correct
-        self._w[:, 1] = self._cost_dt[:, None]
-        self._w[:, 2:] = self.extra_rows.T.astype(dt)[:, :, None]
-        self._v = np.empty((rows, m), dtype=dt)  # V_n of every row
-        self._diff = np.empty((rows, m), dtype=dt)  # V_{n+1} - w_n
+        w = np.empty((self.n_exits, rows, m), dtype=dt)
+        w[:, 0] = correct
+        w[:, 1] = self._cost_dt[:, None]
+        w[:, 2:] = self.extra_rows.T.astype(dt)[:, :, None]
+        # the recursion runs on D_n = V_{n+1} - w_n:  D_{n-1} = p_n D_n + (w_n - w_{n-1}),
+        # two passes per exit; the differences of the rewards are fixed
+        self._dw = np.empty((self.n_exits, rows, m), dtype=dt)
+        np.subtract(w[1:], w[:-1], out=self._dw[1:])
+        self._dw[0] = w[0]
+        self._w0_sum = np.sum(w[0], axis=1, dtype=np.float64)
+        del w
+        self._diff = np.empty((rows, m), dtype=dt)  # D_n
         self.evaluations = 0
 
     # ------------------------------------------------------------------ values
@@ -227,21 +237,23 @@ class SmoothProblem:
         self.evaluations += 1
         self._forward(t, need_grad)
         ne = self.n_exits - 1
-        p, w, v, diff, dp = self._p, self._w, self._v, self._diff, self._dp
-        rows = w.shape[1]
+        p, dw, diff, dp = self._p, self._dw, self._diff, self._dp
+        rows = dw.shape[1]
         inv_m = 1.0 / self.n_samples
         # the sums of the gradients in the working dtype, converted once at the end
         sums = np.zeros((ne, rows), dtype=self.dtype)
-        v[...] = w[ne]
-        for n in range(ne - 1, -1, -1):
-            # V_n = w_n + p_n (V_{n+1} - w_n)
-            np.subtract(v, w[n], out=diff)
+        # D_{N-1} = V_N - w_{N-1} = w_N - w_{N-1}; the derivative by t_n is P_n k p_n (1 - p_n) D_n
+        diff[...] = dw[ne]
+        for n in range(ne - 1, 0, -1):
             if need_grad:
                 sums[n] = diff @ dp[n]
             np.multiply(diff, p[n], out=diff)
-            np.add(diff, w[n], out=v)
+            np.add(diff, dw[n], out=diff)
+        if need_grad:
+            sums[0] = diff @ dp[0]
+        # V_1 = w_1 + p_1 D_1, summed over the samples
+        vals = (self._w0_sum + (diff @ p[0]).astype(np.float64)) * inv_m
         grads = sums.T.astype(np.float64, order="C") * inv_m
-        vals = np.sum(v, axis=1, dtype=np.float64) * inv_m
         if not need_acc:
             vals[0] = np.nan
         return vals, grads
