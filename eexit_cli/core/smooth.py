@@ -151,7 +151,7 @@ class SmoothProblem:
         self._cost_dt = self.costs.astype(dt)
         m = self.n_samples
         self._p = np.empty((ne, m), dtype=dt)  # pass probabilities p_n
-        self._dp = np.empty((ne, m), dtype=dt)  # k p_n (1 - p_n) P_n
+        self._dp = np.empty((ne, m), dtype=dt)  # 4 p_n (1 - p_n) P_n (k/4 applied to the sums)
         self._reach = np.empty((ne, m), dtype=dt)  # P_n = prod_{i<n} p_i
         self._reach[0].fill(1.0)
         # rewards per exit as (R, M) blocks: row 0 accuracy, row 1 cost, then one row
@@ -191,7 +191,6 @@ class SmoothProblem:
             np.multiply(reach[n - 1], p[n - 1], out=reach[n])
         if need_grad:
             np.multiply(dp, reach, out=dp)
-            dp *= 0.25 * self.k
 
     def values(self, t) -> tuple[float, float]:
         """Smoothed accuracy ``-o(t)`` and smoothed latency ``c(t) + Gamma``."""
@@ -253,7 +252,7 @@ class SmoothProblem:
             sums[0] = diff @ dp[0]
         # V_1 = w_1 + p_1 D_1, summed over the samples
         vals = (self._w0_sum + (diff @ p[0]).astype(np.float64)) * inv_m
-        grads = sums.T.astype(np.float64, order="C") * inv_m
+        grads = sums.T.astype(np.float64, order="C") * (0.25 * self.k * inv_m)
         if not need_acc:
             vals[0] = np.nan
         return vals, grads
