@@ -185,9 +185,17 @@ def tune_fastest(scores, correct, costs, min_accuracy: float, *, tail=None, meth
         before = best.mean_latency
         if out_best is not None and out_best.mean_latency < before:
             final_t = hard.thresholds_of(out_best.index)
+        # on tiny problems every state, kept when strictly better than the polish and
+        # than the start (lower latency, or as low with more hits)
+        full = hard.exhaustive()
+        exhaustive = full is not None and (out_best is None or full.key() > out_best.key()) \
+            and full.key() > hard.state(hard.index_of(best.thresholds)).key()
+        if exhaustive:
+            out_best, final_t = full, hard.thresholds_of(full.index)
         stages["fastest"] = {
             "start_mean_latency": before,
             "mean_latency": out_best.mean_latency if out_best is not None else before,
+            "exhaustive": exhaustive,
             "rounds": rounds_total,
             "seconds": time.perf_counter() - t0,
         }

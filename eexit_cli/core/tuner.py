@@ -611,7 +611,11 @@ def _polish_starts(hard: HardProblem, starts: dict):
     problems, where the pair sweeps are exhaustive, the winner also gets the
     cheap pair level; with tail rows too, or with more than ``_TRADE_MAX``
     candidates at some exit, each start gets the cheap pair level and only the
-    best goes on to the finer grids."""
+    best goes on to the finer grids.  Last, on problems small enough
+    (:meth:`HardProblem.exhaustive`, a few tens of ms at most), every state is
+    tried, and the best replaces the polished result when strictly better (a
+    move of three thresholds or more at once, which the searches do not try);
+    its name is then ``"exhaustive"``."""
     trade = (hard.n_rows == 1 and hard.objective == "accuracy" and hard.min_hits is None
              and max(hard.n_candidates(n) for n in range(hard.n_exits - 1)) <= _TRADE_MAX)
     best_name, best, rounds_total, seen, known = None, None, 0, set(), {}
@@ -635,14 +639,16 @@ def _polish_starts(hard: HardProblem, starts: dict):
         # equal results: the start listed first wins (the iPPP result before the others)
         if best is None or (out.key(), -rank[name]) > (best.key(), -rank[best_name]):
             best_name, best = name, out
-    if best is None:
-        return best_name, best, rounds_total
-    if not trade:
+    if best is not None and not trade:
         best, rounds = hard.polish(best, levels=_POLISH_LEVELS)
         rounds_total += rounds
-    elif all(hard.n_candidates(n) <= _EXHAUSTIVE for n in range(hard.n_exits - 1)):
+    elif best is not None and all(hard.n_candidates(n) <= _EXHAUSTIVE
+                                  for n in range(hard.n_exits - 1)):
         best, rounds = hard.polish(best, levels=_POLISH_LEVELS[:1], exhaustive=_EXHAUSTIVE)
         rounds_total += rounds
+    full = hard.exhaustive()
+    if full is not None and (best is None or full.key() > best.key()):
+        best_name, best = "exhaustive", full
     return best_name, best, rounds_total
 
 

@@ -39,6 +39,9 @@ Methods
 * :meth:`HardProblem.trade` (objective "accuracy") prices every single-threshold
   move exactly, predicts the best pair moves by adding two exits' prices under
   the slack of row 0, and keeps the predicted moves that an exact check confirms.
+* :meth:`HardProblem.exhaustive` tries every combination of candidate indices
+  when that costs little (tiny problems), where a move of three thresholds or
+  more may be needed that the local searches do not try.
 
 Modules
 -------
@@ -53,7 +56,9 @@ Modules
 * :mod:`.windows`: the pair tables over windows around the current state, for
   every ``j`` of one ``i`` at once;
 * :mod:`.polish`: the pair-grid search (:meth:`HardProblem.polish`);
-* :mod:`.priced`: the priced search (:meth:`HardProblem.trade`).
+* :mod:`.priced`: the priced search (:meth:`HardProblem.trade`);
+* :mod:`.exhaustive`: every combination of candidates, on tiny problems
+  (:meth:`HardProblem.exhaustive`).
 
 Cost and memory
 ---------------
@@ -73,6 +78,7 @@ of the caller's arrays; there are no caches that grow with the number of moves.
 
 from __future__ import annotations
 
+from .exhaustive import _Exhaustive
 from .polish import _PairGrid
 from .priced import _PricedSearch
 from .problem import OBJECTIVES, HardState, _Problem
@@ -82,7 +88,7 @@ from .windows import _Windows
 __all__ = ["HardProblem", "HardState", "OBJECTIVES"]
 
 
-class HardProblem(_PricedSearch, _PairGrid, _Windows, _Sweeps, _Problem):
+class HardProblem(_Exhaustive, _PricedSearch, _PairGrid, _Windows, _Sweeps, _Problem):
     """Hard-threshold early exit on one split, prepared for exact searches.
 
     Parameters
