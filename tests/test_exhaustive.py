@@ -247,3 +247,15 @@ def test_polish_starts_keeps_an_equal_polished_result():
     name, out, _ = tuner_mod._polish_starts(hp, {"ippp": st})
     assert name == "ippp"
     assert out.key() == hp.exhaustive().key()
+
+
+def test_exhaustive_runs_only_where_the_pair_sweeps_miss_states(monkeypatch):
+    calls = []
+    orig = HardProblem.exhaustive
+    monkeypatch.setattr(HardProblem, "exhaustive",
+                        lambda self, *a, **kw: calls.append(self.n_exits) or orig(self, *a, **kw))
+    for n, m in [(2, 50), (3, 40), (3, 300), (4, 12)]:
+        scores, correct, costs = random_problem(n, m, n)
+        tune(scores, correct, costs, float(costs[0] + 0.5 * (costs[-1] - costs[0])))
+    # two thresholds of at most 256 candidates: the pair sweep covered every state
+    assert calls == [3, 4]

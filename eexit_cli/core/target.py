@@ -27,7 +27,7 @@ from ..errors import InfeasibleBudgetError
 from .exact import HardProblem
 from .replay import check_problem
 from .tail import constraint_rows
-from .tuner import _POLISH_LEVELS, TuneResult, _result, _tails, tune
+from .tuner import _POLISH_LEVELS, TuneResult, _result, _swept_all, _tails, tune
 
 __all__ = ["tune_fastest", "hits_needed"]
 
@@ -185,9 +185,10 @@ def tune_fastest(scores, correct, costs, min_accuracy: float, *, tail=None, meth
         before = best.mean_latency
         if out_best is not None and out_best.mean_latency < before:
             final_t = hard.thresholds_of(out_best.index)
-        # on tiny problems every state, kept when strictly better than the polish and
-        # than the start (lower latency, or as low with more hits)
-        full = hard.exhaustive()
+        # on tiny problems every state (unless the pair sweeps covered them all), kept
+        # when strictly better than the polish and than the start (lower latency, or as
+        # low with more hits)
+        full = hard.exhaustive() if out_best is None or not _swept_all(hard) else None
         exhaustive = full is not None and (out_best is None or full.key() > out_best.key()) \
             and full.key() > hard.state(hard.index_of(best.thresholds)).key()
         if exhaustive:

@@ -612,8 +612,9 @@ def _polish_starts(hard: HardProblem, starts: dict):
     cheap pair level; with tail rows too, or with more than ``_TRADE_MAX``
     candidates at some exit, each start gets the cheap pair level and only the
     best goes on to the finer grids.  Last, on problems small enough
-    (:meth:`HardProblem.exhaustive`, a few tens of ms at most), every state is
-    tried, and the best replaces the polished result when strictly better (a
+    (:meth:`HardProblem.exhaustive`, a few tens of ms at most) where the pair
+    sweeps did not cover every state already (:func:`_swept_all`), every state
+    is tried, and the best replaces the polished result when strictly better (a
     move of three thresholds or more at once, which the searches do not try);
     its name is then ``"exhaustive"``."""
     trade = (hard.n_rows == 1 and hard.objective == "accuracy" and hard.min_hits is None
@@ -646,10 +647,18 @@ def _polish_starts(hard: HardProblem, starts: dict):
                                   for n in range(hard.n_exits - 1)):
         best, rounds = hard.polish(best, levels=_POLISH_LEVELS[:1], exhaustive=_EXHAUSTIVE)
         rounds_total += rounds
-    full = hard.exhaustive()
+    full = hard.exhaustive() if best is None or not _swept_all(hard) else None
     if full is not None and (best is None or full.key() > best.key()):
         best_name, best = "exhaustive", full
     return best_name, best, rounds_total
+
+
+def _swept_all(hard: HardProblem) -> bool:
+    """Whether the pair sweeps of the polish cover every state: at most two thresholds,
+    each with at most ``_EXHAUSTIVE`` candidates (the pair grids are then complete, and a
+    polish ends only once the sweep of the pair finds nothing better)."""
+    return hard.n_exits <= 3 and all(hard.n_candidates(n) <= _EXHAUSTIVE
+                                     for n in range(hard.n_exits - 1))
 
 
 @functools.lru_cache(maxsize=4)
