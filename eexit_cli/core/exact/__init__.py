@@ -72,7 +72,9 @@ samples in rank order and where each rank starts in it (int32, at most
 tables of one state and threshold, until the next) and is O(M), except during
 :meth:`HardProblem.trade`: two histograms over every candidate of every exit
 (``16 (N-1) M`` bytes at most) for the whole search, and as much again for the
-tables of one round.  Peak memory is therefore about ``20 (N-1) M`` bytes on top
+tables of one round (:meth:`HardProblem.exhaustive` works in batches of about
+``2**16`` samples or states times rows, a few MB at most, or O(M) with one prefix).
+Peak memory is therefore about ``20 (N-1) M`` bytes on top
 of the caller's arrays; there are no caches that grow with the number of moves.
 """
 

@@ -21,8 +21,9 @@ The time grows as ``P (N + 2) (M + 16) + (6 + 2 R) S`` for ``S`` states, ``N`` e
 
 Exactness
 ---------
-Counts and hits are exact integers; the means are ``(counts / M) @ rows.T`` over
-a batch, which may differ in the last bits from the mean of
+Counts and hits are exact integers; the means over a batch
+(:meth:`_Exhaustive._batch_means`: the terms ``counts / M`` times the costs, summed
+in another order) may differ in the last bits from the mean of
 :meth:`~._Problem._make` (one dot product per state).  Both lie within
 ``(N + 2) 2**-52`` times the row's largest cost of the exact mean, so a state is
 *surely feasible* when its batch means lie that far twice within the bounds and
