@@ -157,14 +157,7 @@ def test_pair_sweep_ties_go_to_the_first_cell(seed):
     for i, j in [(0, 1), (0, 2), (1, 2)]:
         st = hp.state(st.index)
         gi, gj = hp.pair_grids(st, i, j, local=2, coarse=3, exhaustive=0)
-        first = None
-        for a in gi:
-            for b in gj:
-                idx = st.index.copy()
-                idx[i], idx[j] = a, b
-                cand = hp.state(idx)
-                if hp.feasible(cand) and (first is None or cand.key() > first.key()):
-                    first = cand
+        first = best_of_grid(hp, st, i, j, gi, gj)  # the first of the best cells
         out = hp.sweep_pair(hp.state(st.index), i, j, local=2, coarse=3, exhaustive=0)
         if first.key() > st.key():
             np.testing.assert_array_equal(out.index, first.index)
